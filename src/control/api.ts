@@ -1,0 +1,319 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Logger } from "pino";
+import { ERROR_CODES } from "../core/errors.ts";
+import { TENANT_NAME_MAX, TENANT_NAME_RE, TIERS } from "../core/tenant.ts";
+import { errorBody, sendError, validationError } from "./errors.ts";
+import type { Principal, TenantService } from "./tenants.ts";
+
+/**
+ * The HTTP API. One app definition, served twice: `public` on TCP for tenants (each call
+ * authenticated by a tenant API token, sign-up open), and `admin` on a 0600 unix socket for
+ * the operator (socket permissions are the authentication; extra routes: list, suspend, ...).
+ */
+export type ApiMode = "public" | "admin";
+
+type Env = { Variables: { principal: Principal } };
+
+const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.enum(Object.keys(ERROR_CODES) as [keyof typeof ERROR_CODES, ...(keyof typeof ERROR_CODES)[]]),
+      message: z.string(),
+      retryable: z.boolean(),
+      details: z.record(z.string(), z.unknown()).optional(),
+    }),
+  })
+  .openapi("Error");
+
+const NameParam = z
+  .string()
+  .openapi({ param: { name: "name", in: "path" }, example: "alice", pattern: TENANT_NAME_RE.source });
+
+const CreateTenant = z
+  .object({
+    name: z
+      .string({ message: "tenant name is required" })
+      .min(1, "tenant name is required")
+      .max(TENANT_NAME_MAX, `at most ${TENANT_NAME_MAX} characters`)
+      .regex(TENANT_NAME_RE, "not a DNS label: use lower-case letters, digits and inner hyphens")
+      .openapi({ example: "alice" }),
+    tier: z.enum(TIERS, { message: `unknown tier; use one of ${TIERS.join(", ")}` }).openapi({ example: "starter" }),
+  })
+  .strict()
+  .openapi("CreateTenant");
+
+const Tenant = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    tier: z.enum(TIERS),
+    createdAt: z.string(),
+    trial: z.object({
+      subscription: z.enum(["trial", "active"]),
+      endsAt: z.string(),
+      expired: z.boolean(),
+      daysLeft: z.number(),
+    }),
+    desired: z.string(),
+    actual: z.string(),
+    reason: z.string().nullable(),
+    gatewayUrl: z.string(),
+    plan: z.object({
+      memoryBytes: z.number(),
+      cpus: z.number(),
+      pids: z.number(),
+      volumeBytes: z.number(),
+      egress: z.boolean(),
+      localModel: z.boolean(),
+    }),
+    isolation: z.string(),
+  })
+  .openapi("Tenant");
+
+const CreatedTenant = z
+  .object({
+    tenant: Tenant,
+    apiToken: z.string().openapi({ description: "API token for this tenant; shown once" }),
+    gateway: z.object({
+      url: z.string(),
+      token: z.string().openapi({ description: "the gateway's bearer token; shown once" }),
+    }),
+  })
+  .openapi("CreatedTenant");
+
+const Instance = z
+  .object({
+    tenant: z.string(),
+    actual: z.string(),
+    reason: z.string().nullable(),
+    driver: z.string(),
+    state: z.string(),
+    url: z.string().nullable(),
+    pid: z.number().nullable(),
+    startedAt: z.string().nullable(),
+    details: z.record(z.string(), z.union([z.string(), z.number()])),
+    startQueue: z.object({ running: z.number(), queued: z.number() }),
+  })
+  .openapi("Instance");
+
+const Event = z.object({ id: z.number(), at: z.string(), type: z.string(), message: z.string() }).openapi("Event");
+const Token = z
+  .object({ id: z.string(), label: z.string(), createdAt: z.string(), lastUsedAt: z.string().nullable() })
+  .openapi("ApiToken");
+const CreateToken = z.object({ label: z.string().min(1).max(100).default("api token") }).strict();
+
+const errors = {
+  400: { description: "invalid request", content: { "application/json": { schema: ErrorSchema } } },
+  401: { description: "missing or invalid API token", content: { "application/json": { schema: ErrorSchema } } },
+  404: { description: "no such tenant", content: { "application/json": { schema: ErrorSchema } } },
+} as const;
+
+const json = <T extends z.ZodType>(schema: T, description: string) => ({
+  description,
+  content: { "application/json": { schema } },
+});
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: Logger }) {
+  const { mode, tenants } = opts;
+  const app = new OpenAPIHono<Env>({
+    defaultHook: (result, c) => {
+      if (!result.success) return sendError(c, validationError(result.error.issues));
+    },
+  });
+
+  app.onError((err, c) => {
+    const res = sendError(c, err);
+    if (res.status >= 500) opts.log?.error({ err, path: c.req.path }, "request failed");
+    return res;
+  });
+  app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
+
+  app.use("/v1/*", async (c, next) => {
+    if (mode === "admin") {
+      c.set("principal", { kind: "operator" });
+    } else if (!(c.req.method === "POST" && c.req.path === "/v1/tenants") && c.req.path !== "/v1/openapi.json") {
+      const auth = c.req.header("authorization");
+      const m = auth ? /^Bearer\s+(\S+)$/i.exec(auth) : null;
+      c.set("principal", tenants.authenticate(m?.[1]));
+    }
+    await next();
+  });
+
+  app.get("/healthz", (c) => c.json({ ok: true }));
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/tenants",
+      summary: "Sign up a tenant (7-day trial, no payment data)",
+      request: { body: { required: true, content: { "application/json": { schema: CreateTenant } } } },
+      responses: { 201: json(CreatedTenant, "created; tokens are shown only in this answer"), 400: errors[400], 409: errors[400] },
+    }),
+    async (c) => {
+      const body = c.req.valid("json");
+      const { tenant, apiToken, gatewayToken } = await tenants.create(body);
+      const view = tenants.view(tenant);
+      return c.json({ tenant: view, apiToken, gateway: { url: view.gatewayUrl, token: gatewayToken } }, 201);
+    },
+  );
+
+  if (mode === "admin") {
+    app.openapi(
+      createRoute({
+        method: "get",
+        path: "/v1/tenants",
+        summary: "List every tenant (operator only)",
+        responses: { 200: json(z.object({ tenants: z.array(Tenant) }), "all tenants") },
+      }),
+      (c) => c.json({ tenants: tenants.list(c.get("principal")).map((t) => tenants.view(t)) }, 200),
+    );
+    app.openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/tenants/{name}/{action}",
+        summary: "Suspend, resume, restart or subscribe a tenant (operator only)",
+        request: {
+          params: z.object({ name: NameParam, action: z.enum(["suspend", "resume", "restart", "subscribe"]) }),
+        },
+        responses: { 200: json(Tenant, "the tenant after the change"), 404: errors[404] },
+      }),
+      (c) => {
+        const { name, action } = c.req.valid("param");
+        return c.json(tenants.view(tenants.setDesired(c.get("principal"), name, action)), 200);
+      },
+    );
+  }
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}",
+      summary: "Get a tenant",
+      request: { params: z.object({ name: NameParam }) },
+      responses: { 200: json(Tenant, "the tenant"), 401: errors[401], 404: errors[404] },
+    }),
+    (c) => c.json(tenants.view(tenants.get(c.get("principal"), c.req.valid("param").name)), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/tenants/{name}",
+      summary: "Delete a tenant: its gateway is stopped and all its data removed",
+      request: { params: z.object({ name: NameParam }) },
+      responses: { 202: json(Tenant, "deletion under way"), 401: errors[401], 404: errors[404] },
+    }),
+    (c) => c.json(tenants.view(tenants.delete(c.get("principal"), c.req.valid("param").name)), 202),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/instance",
+      summary: "Status of the tenant's gateway instance",
+      request: { params: z.object({ name: NameParam }) },
+      responses: { 200: json(Instance, "instance status"), 401: errors[401], 404: errors[404] },
+    }),
+    async (c) => c.json(await tenants.instance(c.get("principal"), c.req.valid("param").name), 200),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/events",
+      summary: "What happened to the tenant, oldest first",
+      request: { params: z.object({ name: NameParam }) },
+      responses: { 200: json(z.object({ events: z.array(Event) }), "events"), 401: errors[401], 404: errors[404] },
+    }),
+    (c) =>
+      c.json(
+        {
+          events: tenants
+            .events(c.get("principal"), c.req.valid("param").name)
+            .map((e) => ({ ...e, at: new Date(e.at).toISOString() })),
+        },
+        200,
+      ),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/tokens",
+      summary: "The tenant's API tokens (never their values)",
+      request: { params: z.object({ name: NameParam }) },
+      responses: { 200: json(z.object({ tokens: z.array(Token) }), "tokens"), 401: errors[401], 404: errors[404] },
+    }),
+    (c) =>
+      c.json(
+        {
+          tokens: tenants.tokens(c.get("principal"), c.req.valid("param").name).map((t) => ({
+            id: t.id,
+            label: t.label,
+            createdAt: iso(t.createdAt)!,
+            lastUsedAt: iso(t.lastUsedAt),
+          })),
+        },
+        200,
+      ),
+  );
+
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/tenants/{name}/tokens",
+      summary: "Create an API token; its value is shown once",
+      request: {
+        params: z.object({ name: NameParam }),
+        body: { required: false, content: { "application/json": { schema: CreateToken } } },
+      },
+      responses: {
+        201: json(z.object({ token: Token, value: z.string() }), "created"),
+        401: errors[401],
+        404: errors[404],
+      },
+    }),
+    (c) => {
+      const { record, token } = tenants.createToken(
+        c.get("principal"),
+        c.req.valid("param").name,
+        c.req.valid("json")?.label ?? "api token",
+      );
+      return c.json(
+        {
+          token: { id: record.id, label: record.label, createdAt: iso(record.createdAt)!, lastUsedAt: null },
+          value: token,
+        },
+        201,
+      );
+    },
+  );
+
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/tenants/{name}/tokens/{id}",
+      summary: "Revoke an API token",
+      request: { params: z.object({ name: NameParam, id: z.string().regex(/^tok_[0-9a-f]{12}$/) }) },
+      responses: { 204: { description: "revoked" }, 401: errors[401], 404: errors[404] },
+    }),
+    (c) => {
+      const { name, id } = c.req.valid("param");
+      tenants.deleteToken(c.get("principal"), name, id);
+      return c.body(null, 204);
+    },
+  );
+
+  app.doc("/v1/openapi.json", {
+    openapi: "3.0.0",
+    info: {
+      title: mode === "admin" ? "clawkeep operator API" : "clawkeep API",
+      version: "1",
+      description: "Host OpenClaw gateways for many tenants at three isolation tiers.",
+    },
+  });
+
+  return app;
+}

@@ -1,0 +1,157 @@
+import { chmod, mkdir, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { dirname } from "node:path";
+import { getRequestListener } from "@hono/node-server";
+import type { Settings } from "../config/settings.ts";
+import { LocalKeyService } from "../kms/local.ts";
+import type { KeyService } from "../kms/types.ts";
+import type { Logger } from "../lib/log.ts";
+import { type EchoProvider, startEchoProvider } from "../llm/echo-provider.ts";
+import { ensureRuntime, type OpenClawRuntime } from "../openclaw/runtime.ts";
+import { HostProcessDriver } from "../runtime/host/driver.ts";
+import type { RuntimeDriver } from "../runtime/types.ts";
+import { openDatabase } from "../store/db.ts";
+import { TenantStore } from "../store/tenants.ts";
+import { createApi } from "./api.ts";
+import { Reconciler } from "./reconciler.ts";
+import { TenantService } from "./tenants.ts";
+
+export interface Platform {
+  settings: Settings;
+  store: TenantStore;
+  driver: RuntimeDriver;
+  reconciler: Reconciler;
+  tenants: TenantService;
+  runtime: OpenClawRuntime;
+  /** Where the public API listens, e.g. http://127.0.0.1:8080. */
+  apiUrl: string;
+  adminSocket: string;
+  /** The demo LLM provider, when no provider was configured. */
+  demoProvider: EchoProvider | null;
+  /** Stops the control plane. Gateways keep running unless stopGateways is set. */
+  close(opts?: { stopGateways?: boolean }): Promise<void>;
+}
+
+function listen(server: Server, target: { port: number; host: string } | string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    if (typeof target === "string") server.listen(target, () => resolve());
+    else server.listen(target.port, target.host, () => resolve());
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  });
+}
+
+/**
+ * Starts the control plane: store, key service, OpenClaw runtime (installed when missing),
+ * runtime driver, reconciler, the public API on TCP and the admin API on a unix socket.
+ */
+export async function startPlatform(
+  settings: Settings,
+  log: Logger,
+  opts: { progress?: (line: string) => void; kms?: KeyService; driver?: RuntimeDriver } = {},
+): Promise<Platform> {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  try {
+    await mkdir(settings.home, { recursive: true, mode: 0o711 });
+    const runtime = await ensureRuntime(settings, { progress: opts.progress ?? ((l) => log.info(l)) });
+
+    const db = openDatabase(settings.dbPath);
+    cleanups.push(() => {
+      db.close();
+    });
+    const store = new TenantStore(db);
+    const kms = opts.kms ?? (await LocalKeyService.open(settings.kmsDir));
+    cleanups.push(() => kms.close());
+
+    let demoProvider: EchoProvider | null = null;
+    let llm = settings.llm;
+    if (!llm) {
+      demoProvider = await startEchoProvider({ replyPrefix: "demo provider says: " });
+      cleanups.push(() => demoProvider?.close());
+      llm = { baseUrl: demoProvider.url, apiKey: "demo", model: demoProvider.model };
+      log.warn(
+        { url: demoProvider.url },
+        "no LLM provider configured (CLAWKEEP_LLM_BASE_URL): gateways use the built-in demo provider, which echoes",
+      );
+    }
+
+    const driver =
+      opts.driver ??
+      new HostProcessDriver({
+        tenantsDir: settings.tenantsDir,
+        runDir: settings.runDir,
+        logsDir: settings.logsDir,
+        runtime,
+        portBase: settings.portBase,
+        portStride: settings.portStride,
+        uidBase: settings.uidBase,
+        gatewayHost: settings.gatewayHost,
+        log,
+      });
+
+    const reconciler = new Reconciler({
+      store,
+      driver,
+      kms,
+      llm,
+      startConcurrency: settings.startConcurrency,
+      startAttempts: settings.startAttempts,
+      readyTimeoutMs: settings.readyTimeoutMs,
+      intervalMs: settings.reconcileIntervalMs,
+      log,
+    });
+    const tenants = new TenantService({ store, kms, driver, reconciler, maxSlots: settings.maxSlots });
+
+    const publicServer = createServer(getRequestListener(createApi({ mode: "public", tenants, log }).fetch));
+    await listen(publicServer, settings.api);
+    cleanups.push(() => closeServer(publicServer));
+    const addr = publicServer.address();
+    const apiUrl = `http://${settings.api.host}:${typeof addr === "object" && addr ? addr.port : settings.api.port}`;
+
+    await mkdir(dirname(settings.adminSocket), { recursive: true, mode: 0o700 });
+    await rm(settings.adminSocket, { force: true });
+    const adminServer = createServer(getRequestListener(createApi({ mode: "admin", tenants, log }).fetch));
+    const oldMask = process.umask(0o177);
+    try {
+      await listen(adminServer, settings.adminSocket);
+    } finally {
+      process.umask(oldMask);
+    }
+    await chmod(settings.adminSocket, 0o600);
+    cleanups.push(() => closeServer(adminServer));
+    cleanups.push(() => rm(settings.adminSocket, { force: true }));
+
+    await reconciler.start();
+    cleanups.push(() => reconciler.stop());
+    log.info({ api: apiUrl, admin: settings.adminSocket, driver: driver.kind }, "clawkeep is up");
+
+    return {
+      settings,
+      store,
+      driver,
+      reconciler,
+      tenants,
+      runtime,
+      apiUrl,
+      adminSocket: settings.adminSocket,
+      demoProvider,
+      async close(o = {}) {
+        await reconciler.stop();
+        if (o.stopGateways) {
+          for (const inst of await driver.list()) await driver.stop(inst.name).catch(() => {});
+        }
+        for (const fn of cleanups.reverse()) await fn();
+        cleanups.length = 0;
+      },
+    };
+  } catch (err) {
+    for (const fn of cleanups.reverse()) await Promise.resolve(fn()).catch(() => {});
+    throw err;
+  }
+}

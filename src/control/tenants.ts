@@ -1,0 +1,218 @@
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { AuthError, ClawkeepError, ConflictError, NotFoundError } from "../core/errors.ts";
+import { planFor } from "../core/plans.ts";
+import { newTenant, parseTenantName, parseTier, type Tenant, trialStatus } from "../core/tenant.ts";
+import type { KeyService } from "../kms/types.ts";
+import type { RuntimeDriver } from "../runtime/types.ts";
+import type { ApiTokenRecord, TenantEvent, TenantStore } from "../store/tenants.ts";
+import { GATEWAY_TOKEN_PURPOSE, type Reconciler } from "./reconciler.ts";
+
+/** Who is calling: the operator (admin socket) or a tenant holding one of its API tokens. */
+export type Principal = { kind: "operator" } | { kind: "tenant"; tenantId: string; tokenId: string };
+
+export interface TenantView {
+  id: string;
+  name: string;
+  tier: Tenant["tier"];
+  createdAt: string;
+  trial: { subscription: Tenant["subscription"]; endsAt: string; expired: boolean; daysLeft: number };
+  desired: Tenant["desired"];
+  actual: Tenant["actual"];
+  reason: string | null;
+  gatewayUrl: string;
+  plan: { memoryBytes: number; cpus: number; pids: number; volumeBytes: number; egress: boolean; localModel: boolean };
+  isolation: string;
+}
+
+export interface InstanceView {
+  tenant: string;
+  actual: Tenant["actual"];
+  reason: string | null;
+  driver: string;
+  state: string;
+  url: string | null;
+  pid: number | null;
+  startedAt: string | null;
+  details: Record<string, string | number>;
+  startQueue: { running: number; queued: number };
+}
+
+const ISOLATION: Record<string, string> = {
+  host:
+    "host process under its own uid with its own 0700 directory, port and token; shares the host's kernel, network namespace and /tmp (no container yet)",
+};
+
+function hashToken(token: string): string {
+  return createHash("sha256").update(token).digest("hex");
+}
+
+function newSecretToken(prefix: string): string {
+  return `${prefix}${randomBytes(32).toString("base64url")}`;
+}
+
+/**
+ * The use cases of the tenant API. Routes parse and map; this class checks who may do what,
+ * writes the store in one transaction per change, and tells the reconciler.
+ */
+export class TenantService {
+  constructor(
+    private readonly deps: {
+      store: TenantStore;
+      kms: KeyService;
+      driver: RuntimeDriver;
+      reconciler: Reconciler;
+      maxSlots: number;
+      clock?: () => number;
+    },
+  ) {}
+
+  #now(): number {
+    return (this.deps.clock ?? Date.now)();
+  }
+
+  view(t: Tenant): TenantView {
+    const trial = trialStatus(t, this.#now());
+    const plan = planFor(t.tier);
+    return {
+      id: t.id,
+      name: t.name,
+      tier: t.tier,
+      createdAt: new Date(t.createdAt).toISOString(),
+      trial: { ...trial, endsAt: new Date(trial.endsAt).toISOString() },
+      desired: t.desired,
+      actual: t.actual,
+      reason: t.reason,
+      gatewayUrl: this.deps.driver.urlFor(this.deps.reconciler.specFor(t)),
+      plan: {
+        memoryBytes: plan.memoryBytes,
+        cpus: plan.cpus,
+        pids: plan.pids,
+        volumeBytes: plan.volumeBytes,
+        egress: plan.egress,
+        localModel: plan.localModel,
+      },
+      isolation: ISOLATION[this.deps.driver.kind] ?? this.deps.driver.kind,
+    };
+  }
+
+  /** Finds a tenant the principal may see; a tenant asking about another gets not_found, not forbidden. */
+  get(principal: Principal, rawName: string): Tenant {
+    const name = parseTenantName(rawName);
+    const t = this.deps.store.get(name);
+    if (!t || t.desired === "deleted" || (principal.kind === "tenant" && principal.tenantId !== t.id)) {
+      throw new NotFoundError("tenant", name);
+    }
+    return t;
+  }
+
+  list(principal: Principal): Tenant[] {
+    if (principal.kind !== "operator") throw new AuthError("forbidden", "only the operator can list tenants");
+    return this.deps.store.list();
+  }
+
+  /** Creates a tenant on a 7-day trial. Returns its secrets once: they are not retrievable later. */
+  async create(input: { name: string; tier: string }): Promise<{ tenant: Tenant; apiToken: string; gatewayToken: string }> {
+    const name = parseTenantName(input.name);
+    const tier = parseTier(input.tier);
+    const { store, kms } = this.deps;
+    if (store.get(name)) throw new ConflictError("name_taken", `tenant name '${name}' is taken`, { details: { name } });
+    const id = `tnt_${randomUUID().replaceAll("-", "")}`;
+    const gatewayToken = newSecretToken("");
+    const apiToken = newSecretToken("ckt_");
+    const sealed = await kms.seal(Buffer.from(gatewayToken), { tenantId: id, purpose: GATEWAY_TOKEN_PURPOSE });
+    const now = this.#now();
+    const tenant = store.tx(() => {
+      if (store.get(name)) throw new ConflictError("name_taken", `tenant name '${name}' is taken`, { details: { name } });
+      const slot = store.freeSlot(this.deps.maxSlots);
+      if (slot === undefined) {
+        throw new ClawkeepError("capacity_exhausted", `this host holds ${this.deps.maxSlots} tenants already`);
+      }
+      const t = newTenant({ id, name, tier, slot, now });
+      store.insert(t);
+      store.putSecret(id, GATEWAY_TOKEN_PURPOSE, sealed, now);
+      store.addApiToken({ id: `tok_${randomBytes(6).toString("hex")}`, tenantId: id, label: "created with tenant", createdAt: now, lastUsedAt: null }, hashToken(apiToken));
+      store.addEvent(id, "created", `tenant created on the ${tier} tier; trial ends ${new Date(t.trialEndsAt).toISOString()}`, now);
+      return t;
+    });
+    this.deps.reconciler.kick(id);
+    return { tenant, apiToken, gatewayToken };
+  }
+
+  delete(principal: Principal, name: string): Tenant {
+    const t = this.get(principal, name);
+    this.deps.store.tx(() => {
+      this.deps.store.setDesired(t.id, "deleted", this.#now());
+      this.deps.store.addEvent(t.id, "delete_requested", `deletion requested by ${principal.kind}`, this.#now());
+    });
+    this.deps.reconciler.kick(t.id);
+    return { ...t, desired: "deleted" };
+  }
+
+  /** Operator actions that change what the tenant's instance should be doing. */
+  setDesired(principal: Principal, name: string, action: "suspend" | "resume" | "restart" | "subscribe"): Tenant {
+    if (principal.kind !== "operator") throw new AuthError("forbidden", `only the operator can ${action} a tenant`);
+    const t = this.get(principal, name);
+    const now = this.#now();
+    const { store } = this.deps;
+    store.tx(() => {
+      if (action === "suspend") store.setDesired(t.id, "suspended", now);
+      if (action === "resume") store.setDesired(t.id, "running", now);
+      if (action === "subscribe") store.setSubscription(t.id, "active", now);
+      if (action === "restart" || (action === "resume" && t.actual === "failed")) {
+        store.setActual(t.id, "pending", "restart requested by the operator", now);
+      }
+      store.addEvent(t.id, action, `${action} by the operator`, now);
+    });
+    this.deps.reconciler.kick(t.id);
+    return store.get(name)!;
+  }
+
+  async instance(principal: Principal, name: string): Promise<InstanceView> {
+    const t = this.get(principal, name);
+    const st = await this.deps.driver.status(t.name);
+    return {
+      tenant: t.name,
+      actual: t.actual,
+      reason: t.reason,
+      driver: this.deps.driver.kind,
+      state: st.state,
+      url: st.url,
+      pid: st.pid,
+      startedAt: st.startedAt ? new Date(st.startedAt).toISOString() : null,
+      details: st.details,
+      startQueue: { running: this.deps.reconciler.admission.running, queued: this.deps.reconciler.admission.queued },
+    };
+  }
+
+  events(principal: Principal, name: string): TenantEvent[] {
+    return this.deps.store.events(this.get(principal, name).id);
+  }
+
+  tokens(principal: Principal, name: string): ApiTokenRecord[] {
+    return this.deps.store.listApiTokens(this.get(principal, name).id);
+  }
+
+  createToken(principal: Principal, name: string, label: string): { record: ApiTokenRecord; token: string } {
+    const t = this.get(principal, name);
+    const token = newSecretToken("ckt_");
+    const record: ApiTokenRecord = { id: `tok_${randomBytes(6).toString("hex")}`, tenantId: t.id, label, createdAt: this.#now(), lastUsedAt: null };
+    this.deps.store.addApiToken(record, hashToken(token));
+    this.deps.store.addEvent(t.id, "token_created", `API token ${record.id} (${label}) created`, this.#now());
+    return { record, token };
+  }
+
+  deleteToken(principal: Principal, name: string, tokenId: string): void {
+    const t = this.get(principal, name);
+    if (!this.deps.store.deleteApiToken(t.id, tokenId)) throw new NotFoundError("token", tokenId);
+    this.deps.store.addEvent(t.id, "token_deleted", `API token ${tokenId} deleted`, this.#now());
+  }
+
+  /** Resolves a bearer API token to its tenant principal; throws unauthorized otherwise. */
+  authenticate(bearer: string | undefined): Principal {
+    if (!bearer) throw new AuthError("unauthorized", "an API token is required (Authorization: Bearer ckt_...)");
+    const rec = this.deps.store.findApiToken(hashToken(bearer));
+    if (!rec) throw new AuthError("unauthorized", "the API token is not valid");
+    this.deps.store.touchApiToken(rec.id, this.#now());
+    return { kind: "tenant", tenantId: rec.tenantId, tokenId: rec.id };
+  }
+}

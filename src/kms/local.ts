@@ -1,0 +1,103 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import { mkdir, open, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { KmsError } from "./errors.ts";
+import type { KeyService, SealContext } from "./types.ts";
+
+/**
+ * Sealed format, version 1:
+ *   "CKS1" | keyId (8 bytes: first bytes of SHA-256 of the root key) | iv (12) | tag (16) | ciphertext
+ * The additional data binds magic, key id, tenant and purpose, so a value copied to another
+ * tenant or purpose does not decrypt.
+ */
+const MAGIC = Buffer.from("CKS1");
+const HEADER = MAGIC.length + 8 + 12 + 16;
+
+export function keyIdOf(rootKey: Buffer): Buffer {
+  return createHash("sha256").update("clawkeep-key-id").update(rootKey).digest().subarray(0, 8);
+}
+
+function aad(keyId: Buffer, ctx: SealContext): Buffer {
+  return Buffer.concat([MAGIC, keyId, Buffer.from(`\0${ctx.tenantId}\0${ctx.purpose}`)]);
+}
+
+/** Reads the root key file, creating it (mode 0400) on first use. Refuses a file others can read. */
+export async function loadOrCreateRootKey(dir: string): Promise<Buffer> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const path = join(dir, "root.key");
+  try {
+    const fh = await open(path, "wx", 0o400);
+    try {
+      const key = randomBytes(32);
+      await fh.writeFile(key);
+      await fh.sync();
+      return key;
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new KmsError(`cannot create root key ${path}`, err);
+  }
+  const st = await stat(path);
+  if ((st.mode & 0o077) !== 0) {
+    throw new KmsError(`root key ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); it must be 0400`);
+  }
+  const key = await readFile(path);
+  if (key.length !== 32) throw new KmsError(`root key ${path} must hold 32 bytes, it holds ${key.length}`);
+  return key;
+}
+
+/** A key service in the control plane's own process, backed by a root key file. */
+export class LocalKeyService implements KeyService {
+  readonly #key: Buffer;
+  readonly #keyId: Buffer;
+
+  constructor(rootKey: Buffer) {
+    this.#key = Buffer.from(rootKey);
+    this.#keyId = keyIdOf(rootKey);
+  }
+
+  static async open(dir: string): Promise<LocalKeyService> {
+    const key = await loadOrCreateRootKey(dir);
+    try {
+      return new LocalKeyService(key);
+    } finally {
+      key.fill(0);
+    }
+  }
+
+  async seal(plaintext: Buffer, ctx: SealContext): Promise<Buffer> {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", this.#key, iv);
+    cipher.setAAD(aad(this.#keyId, ctx));
+    const ct = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    return Buffer.concat([MAGIC, this.#keyId, iv, cipher.getAuthTag(), ct]);
+  }
+
+  async unseal(sealed: Buffer, ctx: SealContext): Promise<Buffer> {
+    if (sealed.length < HEADER) throw new KmsError(`sealed value is truncated (${sealed.length} bytes)`);
+    if (!sealed.subarray(0, 4).equals(MAGIC)) throw new KmsError("sealed value has an unknown format version");
+    const keyId = sealed.subarray(4, 12);
+    if (!keyId.equals(this.#keyId)) {
+      throw new KmsError(`sealed value names key ${keyId.toString("hex")}, which this key service does not hold`);
+    }
+    const iv = sealed.subarray(12, 24);
+    const tag = sealed.subarray(24, 40);
+    const decipher = createDecipheriv("aes-256-gcm", this.#key, iv);
+    decipher.setAAD(aad(keyId, ctx));
+    decipher.setAuthTag(tag);
+    try {
+      return Buffer.concat([decipher.update(sealed.subarray(HEADER)), decipher.final()]);
+    } catch (err) {
+      throw new KmsError(`sealed value does not authenticate for tenant ${ctx.tenantId} / ${ctx.purpose}`, err);
+    }
+  }
+
+  async destroyTenant(_tenantId: string): Promise<void> {
+    // The local service has no per-tenant keys: the control plane deletes the sealed values.
+  }
+
+  async close(): Promise<void> {
+    this.#key.fill(0);
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Renders one tenant's OpenClaw configuration and environment. Pure: paths, ports and provider
+ * come in, data goes out; the driver writes it. The file holds no secrets: the gateway token and
+ * provider key are `${VAR}` references that OpenClaw fills from the environment the driver passes
+ * at start (from memory).
+ */
+export const GATEWAY_TOKEN_ENV = "OPENCLAW_GATEWAY_TOKEN";
+export const LLM_KEY_ENV = "CLAWKEEP_LLM_API_KEY";
+export const PROVIDER_ID = "clawkeep";
+
+export interface LlmProvider {
+  /** OpenAI-compatible base URL ending in /v1. */
+  baseUrl: string;
+  model: string;
+}
+
+export interface InstancePaths {
+  /** OPENCLAW_STATE_DIR: everything OpenClaw keeps. */
+  stateDir: string;
+  home: string;
+  tmpDir: string;
+  workspaceDir: string;
+  configPath: string;
+  logFile: string;
+}
+
+export interface OpenClawConfigInput {
+  port: number;
+  /** "loopback" for host processes; "lan" inside a network namespace of the tenant's own. */
+  bind: "loopback" | "lan";
+  paths: InstancePaths;
+  llm: LlmProvider;
+}
+
+export function renderOpenClawConfig(input: OpenClawConfigInput): Record<string, unknown> {
+  return {
+    gateway: {
+      mode: "local",
+      port: input.port,
+      bind: input.bind,
+      auth: { mode: "token", token: `\${${GATEWAY_TOKEN_ENV}}` },
+      controlUi: { enabled: true },
+      http: { endpoints: { chatCompletions: { enabled: true } } },
+    },
+    update: { checkOnStart: false },
+    logging: { file: input.paths.logFile },
+    models: {
+      catalogRefresh: { enabled: false },
+      providers: {
+        [PROVIDER_ID]: {
+          baseUrl: input.llm.baseUrl,
+          apiKey: `\${${LLM_KEY_ENV}}`,
+          api: "openai-completions",
+          models: [{ id: input.llm.model, name: input.llm.model }],
+        },
+      },
+    },
+    agents: {
+      defaults: {
+        model: { primary: `${PROVIDER_ID}/${input.llm.model}` },
+        workspace: input.paths.workspaceDir,
+      },
+    },
+  };
+}
+
+export function renderOpenClawConfigFile(input: OpenClawConfigInput): string {
+  return `${JSON.stringify(renderOpenClawConfig(input), null, 2)}\n`;
+}
+
+/**
+ * The gateway's whole environment (nothing is inherited from the control plane). Every path
+ * points into the tenant's own directory, so nothing of one tenant lands in a shared place.
+ */
+export function renderGatewayEnv(input: {
+  port: number;
+  paths: InstancePaths;
+  nodeBinDir: string;
+  gatewayToken: string;
+  llmApiKey: string;
+}): Record<string, string> {
+  return {
+    PATH: `${input.nodeBinDir}:/usr/local/bin:/usr/bin:/bin`,
+    HOME: input.paths.home,
+    TMPDIR: input.paths.tmpDir,
+    LANG: "C.UTF-8",
+    OPENCLAW_STATE_DIR: input.paths.stateDir,
+    OPENCLAW_CONFIG_PATH: input.paths.configPath,
+    OPENCLAW_WORKSPACE_DIR: input.paths.workspaceDir,
+    OPENCLAW_GATEWAY_PORT: String(input.port),
+    OPENCLAW_CONFIG_READONLY: "1",
+    OPENCLAW_NO_AUTO_UPDATE: "1",
+    OPENCLAW_DISABLE_BONJOUR: "1",
+    DO_NOT_TRACK: "1",
+    NODE_ENV: "production",
+    MALLOC_ARENA_MAX: "2",
+    [GATEWAY_TOKEN_ENV]: input.gatewayToken,
+    [LLM_KEY_ENV]: input.llmApiKey,
+  };
+}
+
+export function gatewayArgs(entry: string, port: number): string[] {
+  return [entry, "gateway", "run", "--port", String(port)];
+}

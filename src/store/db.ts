@@ -1,0 +1,78 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+
+export type Db = Database.Database;
+
+/**
+ * Schema migrations, applied in order. Index + 1 is the schema version stored in
+ * PRAGMA user_version. Append only: never edit a migration that has shipped.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE tenants (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    tier          TEXT NOT NULL CHECK (tier IN ('starter','premium','enterprise')),
+    slot          INTEGER NOT NULL UNIQUE,
+    created_at    INTEGER NOT NULL,
+    trial_ends_at INTEGER NOT NULL,
+    subscription  TEXT NOT NULL CHECK (subscription IN ('trial','active')),
+    desired       TEXT NOT NULL,
+    actual        TEXT NOT NULL,
+    reason        TEXT,
+    updated_at    INTEGER NOT NULL
+  );
+  CREATE TABLE tenant_secrets (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    purpose    TEXT NOT NULL,
+    sealed     BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, purpose)
+  );
+  CREATE TABLE api_tokens (
+    id           TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    hash         TEXT NOT NULL UNIQUE,
+    label        TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+  );
+  CREATE TABLE events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    at        INTEGER NOT NULL,
+    type      TEXT NOT NULL,
+    message   TEXT NOT NULL
+  );
+  CREATE INDEX events_by_tenant ON events(tenant_id, id);
+  `,
+];
+
+export function migrate(db: Db): number {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > MIGRATIONS.length) {
+    throw new Error(
+      `database schema version ${current} is newer than this clawkeep knows (${MIGRATIONS.length}); upgrade clawkeep`,
+    );
+  }
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+  return MIGRATIONS.length;
+}
+
+/** Opens (creating if needed) the control plane's database and brings its schema up to date. */
+export function openDatabase(path: string): Db {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("foreign_keys = ON");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+  return db;
+}
