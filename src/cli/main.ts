@@ -1,0 +1,238 @@
+import { Command, Option } from "commander";
+import { loadSettings } from "../config/settings.ts";
+import { startPlatform } from "../control/platform.ts";
+import type { InstanceView, TenantView } from "../control/tenants.ts";
+import { ClawkeepError } from "../core/errors.ts";
+import { TIERS } from "../core/tenant.ts";
+import { createLogger } from "../lib/log.ts";
+import { findRuntime, installRuntime } from "../openclaw/runtime.ts";
+import { AdminClient } from "./admin-client.ts";
+
+type Out = { json?: boolean };
+
+function print(opts: Out, data: unknown, human: () => string): void {
+  process.stdout.write(opts.json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
+}
+
+function progress(opts: Out) {
+  return (line: string) => {
+    if (!opts.json) process.stderr.write(`${line}\n`);
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+function client(cmd: Command): AdminClient {
+  const socket = (cmd.optsWithGlobals() as { socket?: string }).socket ?? loadSettings().adminSocket;
+  return new AdminClient(socket);
+}
+
+async function waitFor(
+  c: AdminClient,
+  name: string,
+  until: (t: TenantView | null) => boolean,
+  opts: Out & { timeout: number },
+): Promise<TenantView | null> {
+  const deadline = Date.now() + opts.timeout * 1000;
+  let last = "";
+  while (Date.now() < deadline) {
+    let t: TenantView | null;
+    try {
+      t = await c.call<TenantView>("GET", `/v1/tenants/${name}`);
+    } catch (err) {
+      if (err instanceof ClawkeepError && err.code === "not_found") t = null;
+      else throw err;
+    }
+    if (until(t)) return t;
+    const now = t ? `${t.actual}${t.reason ? ` (${t.reason})` : ""}` : "gone";
+    if (now !== last) progress(opts)(`  ${name}: ${now}`);
+    last = now;
+    if (t?.actual === "failed") throw new ClawkeepError("runtime_failed", `${name} failed: ${t.reason}`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  throw new ClawkeepError("runtime_failed", `timed out after ${opts.timeout} s waiting for ${name} (last: ${last})`);
+}
+
+export function buildCli(): Command {
+  const program = new Command("clawkeep")
+    .description("Host OpenClaw gateways for many tenants")
+    .option("--socket <path>", "operator API socket (default: $CLAWKEEP_HOME/run/admin.sock)")
+    .showHelpAfterError();
+  const jsonOpt = () => new Option("--json", "print machine-readable JSON");
+
+  program
+    .command("serve")
+    .description("start the control plane in the foreground (what `npm start` runs)")
+    .option("--stop-gateways-on-exit", "stop every gateway when the control plane exits (default: leave them running, to be adopted)")
+    .action(async (opts: { stopGatewaysOnExit?: boolean }) => {
+      const settings = loadSettings();
+      const log = createLogger(settings.logLevel);
+      const platform = await startPlatform(settings, log, { progress: (l) => process.stderr.write(`${l}\n`) });
+      process.stderr.write(
+        `clawkeep is up: public API ${platform.apiUrl}, operator API unix:${platform.adminSocket}\n` +
+          `create a tenant: ./bin/clawkeep tenant create alice --tier starter\n`,
+      );
+      let closing = false;
+      const shutdown = async (sig: string) => {
+        if (closing) return;
+        closing = true;
+        log.info({ signal: sig }, "shutting down");
+        await platform.close({ stopGateways: opts.stopGatewaysOnExit === true });
+        process.exit(0);
+      };
+      process.on("SIGINT", () => void shutdown("SIGINT"));
+      process.on("SIGTERM", () => void shutdown("SIGTERM"));
+    });
+
+  const runtime = program.command("runtime").description("the OpenClaw runtime (Node 24 + pinned openclaw)");
+  runtime
+    .command("install")
+    .description("install the pinned runtime if it is not installed (idempotent)")
+    .addOption(jsonOpt())
+    .action(async (opts: Out) => {
+      const s = loadSettings();
+      const rt = await installRuntime(s, { progress: progress(opts) });
+      print(opts, rt, () => `openclaw ${rt.openclawVersion} on node ${rt.nodeVersion}: ${rt.dir}`);
+    });
+  runtime
+    .command("status")
+    .description("show whether the pinned runtime is installed")
+    .addOption(jsonOpt())
+    .action(async (opts: Out) => {
+      const s = loadSettings();
+      const rt = await findRuntime(s);
+      print(opts, { installed: !!rt, ...rt, openclawVersion: s.openclawVersion, nodeVersion: s.nodeVersion }, () =>
+        rt ? `installed: ${rt.dir}` : `not installed (openclaw ${s.openclawVersion}, node ${s.nodeVersion})`,
+      );
+      if (!rt) process.exitCode = 1;
+    });
+
+  const tenant = program.command("tenant").description("manage tenants (operator)");
+  tenant
+    .command("create <name>")
+    .description("create a tenant on a 7-day trial and print its gateway URL and token (shown once)")
+    .addOption(new Option("--tier <tier>", "isolation tier").choices([...TIERS]).default("starter"))
+    .option("--no-wait", "return at once instead of waiting for the gateway to be ready")
+    .option("--timeout <seconds>", "how long to wait for the gateway", (v) => Number(v), 600)
+    .addOption(jsonOpt())
+    .action(async (name: string, opts: Out & { tier: string; wait: boolean; timeout: number }, cmd: Command) => {
+      const c = client(cmd);
+      const created = await c.call<{ tenant: TenantView; apiToken: string; gateway: { url: string; token: string } }>(
+        "POST",
+        "/v1/tenants",
+        { name, tier: opts.tier },
+      );
+      progress(opts)(`created ${name} (${opts.tier}); starting its gateway...`);
+      let t = created.tenant;
+      if (opts.wait) t = (await waitFor(c, name, (x) => x?.actual === "running", opts))!;
+      print(opts, { ...created, tenant: t }, () =>
+        [
+          `tenant:        ${t.name} (${t.tier}, trial ends ${t.trial.endsAt})`,
+          `state:         ${t.actual}`,
+          `gateway URL:   ${created.gateway.url}/`,
+          `gateway token: ${created.gateway.token}`,
+          `API token:     ${created.apiToken}`,
+          "The tokens are shown only now. Try a chat:",
+          `  curl -s ${created.gateway.url}/v1/chat/completions -H 'Authorization: Bearer ${created.gateway.token}' \\`,
+          `    -H 'content-type: application/json' -d '{"model":"openclaw","messages":[{"role":"user","content":"hello"}]}'`,
+        ].join("\n"),
+      );
+    });
+  tenant
+    .command("list")
+    .description("list tenants")
+    .addOption(jsonOpt())
+    .action(async (opts: Out, cmd: Command) => {
+      const { tenants } = await client(cmd).call<{ tenants: TenantView[] }>("GET", "/v1/tenants");
+      print(opts, tenants, () =>
+        tenants.length === 0
+          ? "no tenants"
+          : table([
+              ["NAME", "TIER", "STATE", "TRIAL", "URL"],
+              ...tenants.map((t) => [
+                t.name,
+                t.tier,
+                t.actual,
+                t.trial.subscription === "active" ? "subscribed" : t.trial.expired ? "expired" : `${t.trial.daysLeft}d left`,
+                t.gatewayUrl,
+              ]),
+            ]),
+      );
+    });
+  tenant
+    .command("get <name>")
+    .description("show a tenant and its instance")
+    .addOption(jsonOpt())
+    .action(async (name: string, opts: Out, cmd: Command) => {
+      const c = client(cmd);
+      const t = await c.call<TenantView>("GET", `/v1/tenants/${encodeURIComponent(name)}`);
+      const i = await c.call<InstanceView>("GET", `/v1/tenants/${encodeURIComponent(name)}/instance`);
+      print(opts, { tenant: t, instance: i }, () =>
+        [
+          `${t.name} (${t.tier}) ${t.actual}${t.reason ? `: ${t.reason}` : ""}`,
+          `gateway:   ${t.gatewayUrl}/  pid ${i.pid ?? "-"}  ${i.driver}:${i.state}`,
+          `trial:     ${t.trial.subscription === "active" ? "subscribed" : `${t.trial.daysLeft} days left (ends ${t.trial.endsAt})`}`,
+          `isolation: ${t.isolation}`,
+        ].join("\n"),
+      );
+    });
+  tenant
+    .command("events <name>")
+    .description("what happened to a tenant")
+    .addOption(jsonOpt())
+    .action(async (name: string, opts: Out, cmd: Command) => {
+      const { events } = await client(cmd).call<{ events: { at: string; type: string; message: string }[] }>(
+        "GET",
+        `/v1/tenants/${encodeURIComponent(name)}/events`,
+      );
+      print(opts, events, () => events.map((e) => `${e.at}  ${e.type.padEnd(14)} ${e.message}`).join("\n"));
+    });
+  tenant
+    .command("delete <name>")
+    .description("delete a tenant: stop its gateway and remove all its data")
+    .option("--no-wait", "return at once")
+    .option("--timeout <seconds>", "how long to wait", (v) => Number(v), 120)
+    .addOption(jsonOpt())
+    .action(async (name: string, opts: Out & { wait: boolean; timeout: number }, cmd: Command) => {
+      const c = client(cmd);
+      await c.call("DELETE", `/v1/tenants/${encodeURIComponent(name)}`);
+      if (opts.wait) await waitFor(c, name, (t) => t === null, opts);
+      print(opts, { deleted: name, done: opts.wait }, () => (opts.wait ? `deleted ${name}` : `deleting ${name}`));
+    });
+  for (const action of ["suspend", "resume", "restart", "subscribe"] as const) {
+    tenant
+      .command(`${action} <name>`)
+      .description(
+        {
+          suspend: "stop the gateway, keep the data",
+          resume: "start a suspended or failed tenant again",
+          restart: "retry a failed tenant's start",
+          subscribe: "mark the tenant as paying: the trial no longer suspends it",
+        }[action],
+      )
+      .addOption(jsonOpt())
+      .action(async (name: string, opts: Out, cmd: Command) => {
+        const t = await client(cmd).call<TenantView>("POST", `/v1/tenants/${encodeURIComponent(name)}/${action}`);
+        print(opts, t, () => `${t.name}: ${action} requested (now ${t.actual})`);
+      });
+  }
+  return program;
+}
+
+export async function main(argv = process.argv): Promise<void> {
+  try {
+    await buildCli().parseAsync(argv);
+  } catch (err) {
+    const msg = err instanceof ClawkeepError ? `${err.code}: ${err.message}` : (err as Error).stack ?? String(err);
+    if (process.argv.includes("--json")) {
+      process.stdout.write(`${JSON.stringify({ error: { code: (err as ClawkeepError).code ?? "internal", message: (err as Error).message } })}\n`);
+    }
+    process.stderr.write(`clawkeep: ${msg}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();
