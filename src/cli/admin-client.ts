@@ -13,7 +13,9 @@ export class AdminClient {
           socketPath: this.socketPath,
           path,
           method,
-          headers: payload ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) } : {},
+          headers: payload
+            ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }
+            : {},
         },
         (res) => {
           let data = "";

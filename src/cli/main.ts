@@ -22,7 +22,14 @@ function progress(opts: Out) {
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 function client(cmd: Command): AdminClient {
@@ -53,7 +60,10 @@ async function waitFor(
     if (t?.actual === "failed") throw new ClawkeepError("runtime_failed", `${name} failed: ${t.reason}`);
     await new Promise((r) => setTimeout(r, 1000));
   }
-  throw new ClawkeepError("runtime_failed", `timed out after ${opts.timeout} s waiting for ${name} (last: ${last})`);
+  throw new ClawkeepError(
+    "runtime_failed",
+    `timed out after ${opts.timeout} s waiting for ${name} (last: ${last})`,
+  );
 }
 
 export function buildCli(): Command {
@@ -66,11 +76,16 @@ export function buildCli(): Command {
   program
     .command("serve")
     .description("start the control plane in the foreground (what `npm start` runs)")
-    .option("--stop-gateways-on-exit", "stop every gateway when the control plane exits (default: leave them running, to be adopted)")
+    .option(
+      "--stop-gateways-on-exit",
+      "stop every gateway when the control plane exits (default: leave them running, to be adopted)",
+    )
     .action(async (opts: { stopGatewaysOnExit?: boolean }) => {
       const settings = loadSettings();
       const log = createLogger(settings.logLevel);
-      const platform = await startPlatform(settings, log, { progress: (l) => process.stderr.write(`${l}\n`) });
+      const platform = await startPlatform(settings, log, {
+        progress: (l) => process.stderr.write(`${l}\n`),
+      });
       process.stderr.write(
         `clawkeep is up: public API ${platform.apiUrl}, operator API unix:${platform.adminSocket}\n` +
           `create a tenant: ./bin/clawkeep tenant create alice --tier starter\n`,
@@ -104,8 +119,13 @@ export function buildCli(): Command {
     .action(async (opts: Out) => {
       const s = loadSettings();
       const rt = await findRuntime(s);
-      print(opts, { installed: !!rt, ...rt, openclawVersion: s.openclawVersion, nodeVersion: s.nodeVersion }, () =>
-        rt ? `installed: ${rt.dir}` : `not installed (openclaw ${s.openclawVersion}, node ${s.nodeVersion})`,
+      print(
+        opts,
+        { installed: !!rt, ...rt, openclawVersion: s.openclawVersion, nodeVersion: s.nodeVersion },
+        () =>
+          rt
+            ? `installed: ${rt.dir}`
+            : `not installed (openclaw ${s.openclawVersion}, node ${s.nodeVersion})`,
       );
       if (!rt) process.exitCode = 1;
     });
@@ -118,29 +138,31 @@ export function buildCli(): Command {
     .option("--no-wait", "return at once instead of waiting for the gateway to be ready")
     .option("--timeout <seconds>", "how long to wait for the gateway", (v) => Number(v), 600)
     .addOption(jsonOpt())
-    .action(async (name: string, opts: Out & { tier: string; wait: boolean; timeout: number }, cmd: Command) => {
-      const c = client(cmd);
-      const created = await c.call<{ tenant: TenantView; apiToken: string; gateway: { url: string; token: string } }>(
-        "POST",
-        "/v1/tenants",
-        { name, tier: opts.tier },
-      );
-      progress(opts)(`created ${name} (${opts.tier}); starting its gateway...`);
-      let t = created.tenant;
-      if (opts.wait) t = (await waitFor(c, name, (x) => x?.actual === "running", opts))!;
-      print(opts, { ...created, tenant: t }, () =>
-        [
-          `tenant:        ${t.name} (${t.tier}, trial ends ${t.trial.endsAt})`,
-          `state:         ${t.actual}`,
-          `gateway URL:   ${created.gateway.url}/`,
-          `gateway token: ${created.gateway.token}`,
-          `API token:     ${created.apiToken}`,
-          "The tokens are shown only now. Try a chat:",
-          `  curl -s ${created.gateway.url}/v1/chat/completions -H 'Authorization: Bearer ${created.gateway.token}' \\`,
-          `    -H 'content-type: application/json' -d '{"model":"openclaw","messages":[{"role":"user","content":"hello"}]}'`,
-        ].join("\n"),
-      );
-    });
+    .action(
+      async (name: string, opts: Out & { tier: string; wait: boolean; timeout: number }, cmd: Command) => {
+        const c = client(cmd);
+        const created = await c.call<{
+          tenant: TenantView;
+          apiToken: string;
+          gateway: { url: string; token: string };
+        }>("POST", "/v1/tenants", { name, tier: opts.tier });
+        progress(opts)(`created ${name} (${opts.tier}); starting its gateway...`);
+        let t = created.tenant;
+        if (opts.wait) t = (await waitFor(c, name, (x) => x?.actual === "running", opts))!;
+        print(opts, { ...created, tenant: t }, () =>
+          [
+            `tenant:        ${t.name} (${t.tier}, trial ends ${t.trial.endsAt})`,
+            `state:         ${t.actual}`,
+            `gateway URL:   ${created.gateway.url}/`,
+            `gateway token: ${created.gateway.token}`,
+            `API token:     ${created.apiToken}`,
+            "The tokens are shown only now. Try a chat:",
+            `  curl -s ${created.gateway.url}/v1/chat/completions -H 'Authorization: Bearer ${created.gateway.token}' \\`,
+            `    -H 'content-type: application/json' -d '{"model":"openclaw","messages":[{"role":"user","content":"hello"}]}'`,
+          ].join("\n"),
+        );
+      },
+    );
   tenant
     .command("list")
     .description("list tenants")
@@ -156,7 +178,11 @@ export function buildCli(): Command {
                 t.name,
                 t.tier,
                 t.actual,
-                t.trial.subscription === "active" ? "subscribed" : t.trial.expired ? "expired" : `${t.trial.daysLeft}d left`,
+                t.trial.subscription === "active"
+                  ? "subscribed"
+                  : t.trial.expired
+                    ? "expired"
+                    : `${t.trial.daysLeft}d left`,
                 t.gatewayUrl,
               ]),
             ]),
@@ -200,7 +226,9 @@ export function buildCli(): Command {
       const c = client(cmd);
       await c.call("DELETE", `/v1/tenants/${encodeURIComponent(name)}`);
       if (opts.wait) await waitFor(c, name, (t) => t === null, opts);
-      print(opts, { deleted: name, done: opts.wait }, () => (opts.wait ? `deleted ${name}` : `deleting ${name}`));
+      print(opts, { deleted: name, done: opts.wait }, () =>
+        opts.wait ? `deleted ${name}` : `deleting ${name}`,
+      );
     });
   for (const action of ["suspend", "resume", "restart", "subscribe"] as const) {
     tenant
@@ -215,7 +243,10 @@ export function buildCli(): Command {
       )
       .addOption(jsonOpt())
       .action(async (name: string, opts: Out, cmd: Command) => {
-        const t = await client(cmd).call<TenantView>("POST", `/v1/tenants/${encodeURIComponent(name)}/${action}`);
+        const t = await client(cmd).call<TenantView>(
+          "POST",
+          `/v1/tenants/${encodeURIComponent(name)}/${action}`,
+        );
         print(opts, t, () => `${t.name}: ${action} requested (now ${t.actual})`);
       });
   }
@@ -226,9 +257,12 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildCli().parseAsync(argv);
   } catch (err) {
-    const msg = err instanceof ClawkeepError ? `${err.code}: ${err.message}` : (err as Error).stack ?? String(err);
+    const msg =
+      err instanceof ClawkeepError ? `${err.code}: ${err.message}` : ((err as Error).stack ?? String(err));
     if (process.argv.includes("--json")) {
-      process.stdout.write(`${JSON.stringify({ error: { code: (err as ClawkeepError).code ?? "internal", message: (err as Error).message } })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ error: { code: (err as ClawkeepError).code ?? "internal", message: (err as Error).message } })}\n`,
+      );
     }
     process.stderr.write(`clawkeep: ${msg}\n`);
     process.exitCode = 1;

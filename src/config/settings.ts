@@ -40,9 +40,11 @@ export interface Settings {
 function int(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number, max: number): number {
   const raw = env[key];
   if (raw === undefined || raw === "") return fallback;
-  if (!/^\d+$/.test(raw)) throw new ValidationError("invalid_request", `${key} must be a whole number, got ${JSON.stringify(raw)}`);
+  if (!/^\d+$/.test(raw))
+    throw new ValidationError("invalid_request", `${key} must be a whole number, got ${JSON.stringify(raw)}`);
   const n = Number(raw);
-  if (n < min || n > max) throw new ValidationError("invalid_request", `${key} must be between ${min} and ${max}, got ${n}`);
+  if (n < min || n > max)
+    throw new ValidationError("invalid_request", `${key} must be between ${min} and ${max}, got ${n}`);
   return n;
 }
 
@@ -50,7 +52,10 @@ function absPath(env: NodeJS.ProcessEnv, key: string, fallback: string): string 
   const raw = env[key];
   if (raw === undefined || raw === "") return fallback;
   if (!raw.startsWith("/") || raw.includes("\0")) {
-    throw new ValidationError("invalid_request", `${key} must be an absolute path, got ${JSON.stringify(raw)}`);
+    throw new ValidationError(
+      "invalid_request",
+      `${key} must be an absolute path, got ${JSON.stringify(raw)}`,
+    );
   }
   return raw.replace(/\/+$/, "") || "/";
 }
@@ -62,13 +67,19 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const listen = env.CLAWKEEP_API_LISTEN ?? "127.0.0.1:8080";
   const m = /^(.+):(\d{1,5})$/.exec(listen);
   if (!m || Number(m[2]) > 65535) {
-    throw new ValidationError("invalid_request", `CLAWKEEP_API_LISTEN must be host:port, got ${JSON.stringify(listen)}`);
+    throw new ValidationError(
+      "invalid_request",
+      `CLAWKEEP_API_LISTEN must be host:port, got ${JSON.stringify(listen)}`,
+    );
   }
   const portBase = int(env, "CLAWKEEP_PORT_BASE", 20000, 1024, 65000);
   const portStride = int(env, "CLAWKEEP_PORT_STRIDE", 200, 1, 1000);
   const llmBase = env.CLAWKEEP_LLM_BASE_URL;
   if (llmBase !== undefined && llmBase !== "" && !/^https?:\/\/[^\s]+$/.test(llmBase)) {
-    throw new ValidationError("invalid_request", `CLAWKEEP_LLM_BASE_URL must be an http(s) URL, got ${JSON.stringify(llmBase)}`);
+    throw new ValidationError(
+      "invalid_request",
+      `CLAWKEEP_LLM_BASE_URL must be an http(s) URL, got ${JSON.stringify(llmBase)}`,
+    );
   }
   return {
     home,
@@ -85,14 +96,21 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     portBase,
     portStride,
     uidBase: int(env, "CLAWKEEP_UID_BASE", 200000, 1001, 2 ** 31 - 100000),
-    maxSlots: Math.min(int(env, "CLAWKEEP_MAX_TENANTS", 200, 1, 10000), Math.floor((65535 - portBase) / portStride)),
+    maxSlots: Math.min(
+      int(env, "CLAWKEEP_MAX_TENANTS", 200, 1, 10000),
+      Math.floor((65535 - portBase) / portStride),
+    ),
     startConcurrency: int(env, "CLAWKEEP_START_CONCURRENCY", 1, 1, 64),
     startAttempts: int(env, "CLAWKEEP_START_ATTEMPTS", 3, 1, 10),
     readyTimeoutMs: int(env, "CLAWKEEP_READY_TIMEOUT_MS", 180_000, 1000, 3_600_000),
     reconcileIntervalMs: int(env, "CLAWKEEP_RECONCILE_INTERVAL_MS", 2000, 100, 600_000),
     gatewayHost: env.CLAWKEEP_GATEWAY_HOST || "127.0.0.1",
     llm: llmBase
-      ? { baseUrl: llmBase, apiKey: env.CLAWKEEP_LLM_API_KEY ?? "", model: env.CLAWKEEP_LLM_MODEL || "default" }
+      ? {
+          baseUrl: llmBase,
+          apiKey: env.CLAWKEEP_LLM_API_KEY ?? "",
+          model: env.CLAWKEEP_LLM_MODEL || "default",
+        }
       : null,
     logLevel: env.CLAWKEEP_LOG_LEVEL || "info",
   };

@@ -37,7 +37,9 @@ const CreateTenant = z
       .max(TENANT_NAME_MAX, `at most ${TENANT_NAME_MAX} characters`)
       .regex(TENANT_NAME_RE, "not a DNS label: use lower-case letters, digits and inner hyphens")
       .openapi({ example: "alice" }),
-    tier: z.enum(TIERS, { message: `unknown tier; use one of ${TIERS.join(", ")}` }).openapi({ example: "starter" }),
+    tier: z
+      .enum(TIERS, { message: `unknown tier; use one of ${TIERS.join(", ")}` })
+      .openapi({ example: "starter" }),
   })
   .strict()
   .openapi("CreateTenant");
@@ -96,7 +98,9 @@ const Instance = z
   })
   .openapi("Instance");
 
-const Event = z.object({ id: z.number(), at: z.string(), type: z.string(), message: z.string() }).openapi("Event");
+const Event = z
+  .object({ id: z.number(), at: z.string(), type: z.string(), message: z.string() })
+  .openapi("Event");
 const Token = z
   .object({ id: z.string(), label: z.string(), createdAt: z.string(), lastUsedAt: z.string().nullable() })
   .openapi("ApiToken");
@@ -104,7 +108,10 @@ const CreateToken = z.object({ label: z.string().min(1).max(100).default("api to
 
 const errors = {
   400: { description: "invalid request", content: { "application/json": { schema: ErrorSchema } } },
-  401: { description: "missing or invalid API token", content: { "application/json": { schema: ErrorSchema } } },
+  401: {
+    description: "missing or invalid API token",
+    content: { "application/json": { schema: ErrorSchema } },
+  },
   404: { description: "no such tenant", content: { "application/json": { schema: ErrorSchema } } },
 } as const;
 
@@ -133,7 +140,10 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
   app.use("/v1/*", async (c, next) => {
     if (mode === "admin") {
       c.set("principal", { kind: "operator" });
-    } else if (!(c.req.method === "POST" && c.req.path === "/v1/tenants") && c.req.path !== "/v1/openapi.json") {
+    } else if (
+      !(c.req.method === "POST" && c.req.path === "/v1/tenants") &&
+      c.req.path !== "/v1/openapi.json"
+    ) {
       const auth = c.req.header("authorization");
       const m = auth ? /^Bearer\s+(\S+)$/i.exec(auth) : null;
       c.set("principal", tenants.authenticate(m?.[1]));
@@ -149,7 +159,11 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
       path: "/v1/tenants",
       summary: "Sign up a tenant (7-day trial, no payment data)",
       request: { body: { required: true, content: { "application/json": { schema: CreateTenant } } } },
-      responses: { 201: json(CreatedTenant, "created; tokens are shown only in this answer"), 400: errors[400], 409: errors[400] },
+      responses: {
+        201: json(CreatedTenant, "created; tokens are shown only in this answer"),
+        400: errors[400],
+        409: errors[400],
+      },
     }),
     async (c) => {
       const body = c.req.valid("json");
@@ -175,7 +189,10 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
         path: "/v1/tenants/{name}/{action}",
         summary: "Suspend, resume, restart or subscribe a tenant (operator only)",
         request: {
-          params: z.object({ name: NameParam, action: z.enum(["suspend", "resume", "restart", "subscribe"]) }),
+          params: z.object({
+            name: NameParam,
+            action: z.enum(["suspend", "resume", "restart", "subscribe"]),
+          }),
         },
         responses: { 200: json(Tenant, "the tenant after the change"), 404: errors[404] },
       }),
@@ -225,7 +242,11 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
       path: "/v1/tenants/{name}/events",
       summary: "What happened to the tenant, oldest first",
       request: { params: z.object({ name: NameParam }) },
-      responses: { 200: json(z.object({ events: z.array(Event) }), "events"), 401: errors[401], 404: errors[404] },
+      responses: {
+        200: json(z.object({ events: z.array(Event) }), "events"),
+        401: errors[401],
+        404: errors[404],
+      },
     }),
     (c) =>
       c.json(
@@ -244,7 +265,11 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
       path: "/v1/tenants/{name}/tokens",
       summary: "The tenant's API tokens (never their values)",
       request: { params: z.object({ name: NameParam }) },
-      responses: { 200: json(z.object({ tokens: z.array(Token) }), "tokens"), 401: errors[401], 404: errors[404] },
+      responses: {
+        200: json(z.object({ tokens: z.array(Token) }), "tokens"),
+        401: errors[401],
+        404: errors[404],
+      },
     }),
     (c) =>
       c.json(

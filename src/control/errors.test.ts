@@ -30,10 +30,19 @@ test("malformed JSON maps to malformed_json", () => {
 });
 
 test("schema issues map to field-specific codes", () => {
-  assert.equal(validationError([{ code: "invalid_format", path: ["name"], message: "x" }]).code, "invalid_name");
-  assert.equal(validationError([{ code: "invalid_value", path: ["tier"], message: "x" }]).code, "unknown_tier");
+  assert.equal(
+    validationError([{ code: "invalid_format", path: ["name"], message: "x" }]).code,
+    "invalid_name",
+  );
+  assert.equal(
+    validationError([{ code: "invalid_value", path: ["tier"], message: "x" }]).code,
+    "unknown_tier",
+  );
   const u = validationError([{ code: "unrecognized_keys", path: [], message: "x", keys: ["admin"] }]);
   assert.equal(u.code, "unknown_field");
   assert.match(u.message, /admin/);
-  assert.equal(validationError([{ code: "too_small", path: ["label"], message: "x" }]).code, "invalid_request");
+  assert.equal(
+    validationError([{ code: "too_small", path: ["label"], message: "x" }]).code,
+    "invalid_request",
+  );
 });

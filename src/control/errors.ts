@@ -28,7 +28,9 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
 };
 
 export function errorBody(code: ErrorCode, message: string, details?: Record<string, unknown>): ErrorBody {
-  return { error: { code, message, retryable: ERROR_CODES[code].retryable, ...(details ? { details } : {}) } };
+  return {
+    error: { code, message, retryable: ERROR_CODES[code].retryable, ...(details ? { details } : {}) },
+  };
 }
 
 export function toErrorResponse(err: unknown): { status: ContentfulStatusCode; body: ErrorBody } {
@@ -39,7 +41,8 @@ export function toErrorResponse(err: unknown): { status: ContentfulStatusCode; b
     if (err.status === 400 && /json/i.test(err.message)) {
       return { status: 400, body: errorBody("malformed_json", "the request body is not valid JSON") };
     }
-    const code: ErrorCode = err.status === 401 ? "unauthorized" : err.status === 404 ? "not_found" : "invalid_request";
+    const code: ErrorCode =
+      err.status === 401 ? "unauthorized" : err.status === 404 ? "not_found" : "invalid_request";
     return { status: err.status as ContentfulStatusCode, body: errorBody(code, err.message) };
   }
   return { status: 500, body: errorBody("internal", "internal error") };
@@ -57,8 +60,11 @@ export function validationError(
     });
   }
   const field = first.path.map(String).join(".");
-  const code: ErrorCode = field === "name" ? "invalid_name" : field === "tier" ? "unknown_tier" : "invalid_request";
-  return new ClawkeepError(code, field ? `${field}: ${first.message}` : first.message, { details: { field } });
+  const code: ErrorCode =
+    field === "name" ? "invalid_name" : field === "tier" ? "unknown_tier" : "invalid_request";
+  return new ClawkeepError(code, field ? `${field}: ${first.message}` : first.message, {
+    details: { field },
+  });
 }
 
 export function sendError(c: Context, err: unknown) {

@@ -213,7 +213,11 @@ export class Reconciler {
       c.crashes++;
       c.notBefore = this.#clock() + this.#backoff(c.crashes);
       this.#crash.set(t.id, c);
-      this.#event(t, "crashed", `gateway exited unexpectedly (crash ${c.crashes}); restarting in ${Math.round(this.#backoff(c.crashes) / 1000)} s${tail ? `\n${tail}` : ""}`);
+      this.#event(
+        t,
+        "crashed",
+        `gateway exited unexpectedly (crash ${c.crashes}); restarting in ${Math.round(this.#backoff(c.crashes) / 1000)} s${tail ? `\n${tail}` : ""}`,
+      );
       this.#setActual(t, "restarting", "gateway exited unexpectedly");
     }
     const c = this.#crash.get(t.id);
@@ -248,11 +252,19 @@ export class Reconciler {
       for (let attempt = 1; attempt <= attempts; attempt++) {
         signal.throwIfAborted();
         const began = this.#clock();
-        this.#setActual(t, t.actual === "restarting" ? "restarting" : "starting", `start attempt ${attempt} of ${attempts}`);
+        this.#setActual(
+          t,
+          t.actual === "restarting" ? "restarting" : "starting",
+          `start attempt ${attempt} of ${attempts}`,
+        );
         try {
           await driver.create(spec, signal);
           const st = await driver.start(spec, await this.#secrets(t), signal);
-          await waitReady(st.url!, { timeoutMs: this.#o.readyTimeoutMs, signal, alive: () => this.#alive(t) });
+          await waitReady(st.url!, {
+            timeoutMs: this.#o.readyTimeoutMs,
+            signal,
+            alive: () => this.#alive(t),
+          });
           const secs = ((this.#clock() - began) / 1000).toFixed(1);
           this.#setActual(t, "running", null);
           this.#event(t, "ready", `gateway ready at ${st.url} after ${secs} s (attempt ${attempt})`);
@@ -266,7 +278,11 @@ export class Reconciler {
           log.warn({ tenant: t.name, attempt, err: (err as Error).message }, "gateway start failed");
           await driver.stop(t.name).catch(() => {});
           if (attempt === attempts) {
-            this.#setActual(t, "failed", `gateway did not become ready after ${attempts} attempts: ${(err as Error).message}`);
+            this.#setActual(
+              t,
+              "failed",
+              `gateway did not become ready after ${attempts} attempts: ${(err as Error).message}`,
+            );
             return;
           }
           await sleep(this.#backoff(attempt), signal);

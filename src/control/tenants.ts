@@ -20,7 +20,14 @@ export interface TenantView {
   actual: Tenant["actual"];
   reason: string | null;
   gatewayUrl: string;
-  plan: { memoryBytes: number; cpus: number; pids: number; volumeBytes: number; egress: boolean; localModel: boolean };
+  plan: {
+    memoryBytes: number;
+    cpus: number;
+    pids: number;
+    volumeBytes: number;
+    egress: boolean;
+    localModel: boolean;
+  };
   isolation: string;
 }
 
@@ -38,8 +45,7 @@ export interface InstanceView {
 }
 
 const ISOLATION: Record<string, string> = {
-  host:
-    "host process under its own uid with its own 0700 directory, port and token; shares the host's kernel, network namespace and /tmp (no container yet)",
+  host: "host process under its own uid with its own 0700 directory, port and token; shares the host's kernel, network namespace and /tmp (no container yet)",
 };
 
 function hashToken(token: string): string {
@@ -111,27 +117,52 @@ export class TenantService {
   }
 
   /** Creates a tenant on a 7-day trial. Returns its secrets once: they are not retrievable later. */
-  async create(input: { name: string; tier: string }): Promise<{ tenant: Tenant; apiToken: string; gatewayToken: string }> {
+  async create(input: {
+    name: string;
+    tier: string;
+  }): Promise<{ tenant: Tenant; apiToken: string; gatewayToken: string }> {
     const name = parseTenantName(input.name);
     const tier = parseTier(input.tier);
     const { store, kms } = this.deps;
-    if (store.get(name)) throw new ConflictError("name_taken", `tenant name '${name}' is taken`, { details: { name } });
+    if (store.get(name))
+      throw new ConflictError("name_taken", `tenant name '${name}' is taken`, { details: { name } });
     const id = `tnt_${randomUUID().replaceAll("-", "")}`;
     const gatewayToken = newSecretToken("");
     const apiToken = newSecretToken("ckt_");
-    const sealed = await kms.seal(Buffer.from(gatewayToken), { tenantId: id, purpose: GATEWAY_TOKEN_PURPOSE });
+    const sealed = await kms.seal(Buffer.from(gatewayToken), {
+      tenantId: id,
+      purpose: GATEWAY_TOKEN_PURPOSE,
+    });
     const now = this.#now();
     const tenant = store.tx(() => {
-      if (store.get(name)) throw new ConflictError("name_taken", `tenant name '${name}' is taken`, { details: { name } });
+      if (store.get(name))
+        throw new ConflictError("name_taken", `tenant name '${name}' is taken`, { details: { name } });
       const slot = store.freeSlot(this.deps.maxSlots);
       if (slot === undefined) {
-        throw new ClawkeepError("capacity_exhausted", `this host holds ${this.deps.maxSlots} tenants already`);
+        throw new ClawkeepError(
+          "capacity_exhausted",
+          `this host holds ${this.deps.maxSlots} tenants already`,
+        );
       }
       const t = newTenant({ id, name, tier, slot, now });
       store.insert(t);
       store.putSecret(id, GATEWAY_TOKEN_PURPOSE, sealed, now);
-      store.addApiToken({ id: `tok_${randomBytes(6).toString("hex")}`, tenantId: id, label: "created with tenant", createdAt: now, lastUsedAt: null }, hashToken(apiToken));
-      store.addEvent(id, "created", `tenant created on the ${tier} tier; trial ends ${new Date(t.trialEndsAt).toISOString()}`, now);
+      store.addApiToken(
+        {
+          id: `tok_${randomBytes(6).toString("hex")}`,
+          tenantId: id,
+          label: "created with tenant",
+          createdAt: now,
+          lastUsedAt: null,
+        },
+        hashToken(apiToken),
+      );
+      store.addEvent(
+        id,
+        "created",
+        `tenant created on the ${tier} tier; trial ends ${new Date(t.trialEndsAt).toISOString()}`,
+        now,
+      );
       return t;
     });
     this.deps.reconciler.kick(id);
@@ -142,15 +173,25 @@ export class TenantService {
     const t = this.get(principal, name);
     this.deps.store.tx(() => {
       this.deps.store.setDesired(t.id, "deleted", this.#now());
-      this.deps.store.addEvent(t.id, "delete_requested", `deletion requested by ${principal.kind}`, this.#now());
+      this.deps.store.addEvent(
+        t.id,
+        "delete_requested",
+        `deletion requested by ${principal.kind}`,
+        this.#now(),
+      );
     });
     this.deps.reconciler.kick(t.id);
     return { ...t, desired: "deleted" };
   }
 
   /** Operator actions that change what the tenant's instance should be doing. */
-  setDesired(principal: Principal, name: string, action: "suspend" | "resume" | "restart" | "subscribe"): Tenant {
-    if (principal.kind !== "operator") throw new AuthError("forbidden", `only the operator can ${action} a tenant`);
+  setDesired(
+    principal: Principal,
+    name: string,
+    action: "suspend" | "resume" | "restart" | "subscribe",
+  ): Tenant {
+    if (principal.kind !== "operator")
+      throw new AuthError("forbidden", `only the operator can ${action} a tenant`);
     const t = this.get(principal, name);
     const now = this.#now();
     const { store } = this.deps;
@@ -180,7 +221,10 @@ export class TenantService {
       pid: st.pid,
       startedAt: st.startedAt ? new Date(st.startedAt).toISOString() : null,
       details: st.details,
-      startQueue: { running: this.deps.reconciler.admission.running, queued: this.deps.reconciler.admission.queued },
+      startQueue: {
+        running: this.deps.reconciler.admission.running,
+        queued: this.deps.reconciler.admission.queued,
+      },
     };
   }
 
@@ -195,7 +239,13 @@ export class TenantService {
   createToken(principal: Principal, name: string, label: string): { record: ApiTokenRecord; token: string } {
     const t = this.get(principal, name);
     const token = newSecretToken("ckt_");
-    const record: ApiTokenRecord = { id: `tok_${randomBytes(6).toString("hex")}`, tenantId: t.id, label, createdAt: this.#now(), lastUsedAt: null };
+    const record: ApiTokenRecord = {
+      id: `tok_${randomBytes(6).toString("hex")}`,
+      tenantId: t.id,
+      label,
+      createdAt: this.#now(),
+      lastUsedAt: null,
+    };
     this.deps.store.addApiToken(record, hashToken(token));
     this.deps.store.addEvent(t.id, "token_created", `API token ${record.id} (${label}) created`, this.#now());
     return { record, token };
@@ -209,7 +259,8 @@ export class TenantService {
 
   /** Resolves a bearer API token to its tenant principal; throws unauthorized otherwise. */
   authenticate(bearer: string | undefined): Principal {
-    if (!bearer) throw new AuthError("unauthorized", "an API token is required (Authorization: Bearer ckt_...)");
+    if (!bearer)
+      throw new AuthError("unauthorized", "an API token is required (Authorization: Bearer ckt_...)");
     const rec = this.deps.store.findApiToken(hashToken(bearer));
     if (!rec) throw new AuthError("unauthorized", "the API token is not valid");
     this.deps.store.touchApiToken(rec.id, this.#now());

@@ -1,16 +1,40 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ValidationError } from "./errors.ts";
-import { effectiveDesired, newTenant, parseTenantName, parseTier, TRIAL_DAYS, trialStatus } from "./tenant.ts";
+import {
+  effectiveDesired,
+  newTenant,
+  parseTenantName,
+  parseTier,
+  TRIAL_DAYS,
+  trialStatus,
+} from "./tenant.ts";
 
 const DAY = 86_400_000;
 
 test("valid tenant names are DNS labels of 1 to 40 characters", () => {
-  for (const ok of ["a", "alice", "a1", "a-b", "0", "x".repeat(40), "team-42-prod"]) assert.equal(parseTenantName(ok), ok);
+  for (const ok of ["a", "alice", "a1", "a-b", "0", "x".repeat(40), "team-42-prod"])
+    assert.equal(parseTenantName(ok), ok);
 });
 
 test("invalid tenant names are refused with invalid_name", () => {
-  for (const bad of ["", "../x", "A", "Alice", "x".repeat(41), "a;rm", "-a", "a-", "a_b", "a.b", "a b", "é", "a\n", null, 7]) {
+  for (const bad of [
+    "",
+    "../x",
+    "A",
+    "Alice",
+    "x".repeat(41),
+    "a;rm",
+    "-a",
+    "a-",
+    "a_b",
+    "a.b",
+    "a b",
+    "é",
+    "a\n",
+    null,
+    7,
+  ]) {
     assert.throws(
       () => parseTenantName(bad),
       (e: unknown) => e instanceof ValidationError && e.code === "invalid_name",
@@ -26,7 +50,10 @@ test("a 41-character name says how long it is", () => {
 test("tiers: the three known ones parse, others are unknown_tier", () => {
   for (const t of ["starter", "premium", "enterprise"]) assert.equal(parseTier(t), t);
   for (const bad of ["gold", "Starter", "", undefined]) {
-    assert.throws(() => parseTier(bad), (e: unknown) => e instanceof ValidationError && e.code === "unknown_tier");
+    assert.throws(
+      () => parseTier(bad),
+      (e: unknown) => e instanceof ValidationError && e.code === "unknown_tier",
+    );
   }
 });
 
@@ -43,7 +70,12 @@ test("a new tenant starts on a 7-day trial, wanting to run", () => {
 test("trial clock counts days left and expires at the end, not before", () => {
   const now = 1_000 * DAY;
   const t = newTenant({ id: "t1", name: "a", tier: "premium", slot: 0, now });
-  assert.deepEqual(trialStatus(t, now), { subscription: "trial", endsAt: now + 7 * DAY, expired: false, daysLeft: 7 });
+  assert.deepEqual(trialStatus(t, now), {
+    subscription: "trial",
+    endsAt: now + 7 * DAY,
+    expired: false,
+    daysLeft: 7,
+  });
   assert.equal(trialStatus(t, now + 6.5 * DAY).daysLeft, 1);
   assert.equal(trialStatus(t, now + 7 * DAY - 1).expired, false);
   assert.equal(trialStatus(t, now + 7 * DAY).expired, true);

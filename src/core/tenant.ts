@@ -70,9 +70,13 @@ export function isTier(value: unknown): value is Tier {
 
 export function parseTier(input: unknown): Tier {
   if (!isTier(input)) {
-    throw new ValidationError("unknown_tier", `unknown tier ${JSON.stringify(input)}; use one of ${TIERS.join(", ")}`, {
-      details: { field: "tier" },
-    });
+    throw new ValidationError(
+      "unknown_tier",
+      `unknown tier ${JSON.stringify(input)}; use one of ${TIERS.join(", ")}`,
+      {
+        details: { field: "tier" },
+      },
+    );
   }
   return input;
 }
@@ -109,13 +113,22 @@ export function effectiveDesired(
 ): { state: DesiredState; reason: string | null } {
   if (t.desired === "deleted") return { state: "deleted", reason: null };
   if (trialStatus(t, now).expired) {
-    return { state: "suspended", reason: "trial ended; data is kept until the tenant subscribes or is deleted" };
+    return {
+      state: "suspended",
+      reason: "trial ended; data is kept until the tenant subscribes or is deleted",
+    };
   }
   return { state: t.desired, reason: t.desired === "suspended" ? "suspended by the operator" : null };
 }
 
 /** Builds a new tenant record in its first state. Pure: the caller supplies id, slot and clock. */
-export function newTenant(input: { id: string; name: string; tier: Tier; slot: number; now: number }): Tenant {
+export function newTenant(input: {
+  id: string;
+  name: string;
+  tier: Tier;
+  slot: number;
+  now: number;
+}): Tenant {
   return {
     id: input.id,
     name: parseTenantName(input.name),

@@ -32,7 +32,10 @@ test("truncated, tampered, unknown-format and other-key values give clear errors
   wrongMagic[0] = 0;
   await assert.rejects(k.unseal(wrongMagic, ctx), /unknown format version/);
   const other = new LocalKeyService(Buffer.alloc(32, 8));
-  await assert.rejects(other.unseal(sealed, ctx), /names key [0-9a-f]{16}, which this key service does not hold/);
+  await assert.rejects(
+    other.unseal(sealed, ctx),
+    /names key [0-9a-f]{16}, which this key service does not hold/,
+  );
 });
 
 test("the root key file is created 0400 once and reused; a readable one is refused", async () => {

@@ -36,11 +36,14 @@ export async function loadOrCreateRootKey(dir: string): Promise<Buffer> {
       await fh.close();
     }
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw new KmsError(`cannot create root key ${path}`, err);
+    if ((err as NodeJS.ErrnoException).code !== "EEXIST")
+      throw new KmsError(`cannot create root key ${path}`, err);
   }
   const st = await stat(path);
   if ((st.mode & 0o077) !== 0) {
-    throw new KmsError(`root key ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); it must be 0400`);
+    throw new KmsError(
+      `root key ${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); it must be 0400`,
+    );
   }
   const key = await readFile(path);
   if (key.length !== 32) throw new KmsError(`root key ${path} must hold 32 bytes, it holds ${key.length}`);
@@ -76,10 +79,13 @@ export class LocalKeyService implements KeyService {
 
   async unseal(sealed: Buffer, ctx: SealContext): Promise<Buffer> {
     if (sealed.length < HEADER) throw new KmsError(`sealed value is truncated (${sealed.length} bytes)`);
-    if (!sealed.subarray(0, 4).equals(MAGIC)) throw new KmsError("sealed value has an unknown format version");
+    if (!sealed.subarray(0, 4).equals(MAGIC))
+      throw new KmsError("sealed value has an unknown format version");
     const keyId = sealed.subarray(4, 12);
     if (!keyId.equals(this.#keyId)) {
-      throw new KmsError(`sealed value names key ${keyId.toString("hex")}, which this key service does not hold`);
+      throw new KmsError(
+        `sealed value names key ${keyId.toString("hex")}, which this key service does not hold`,
+      );
     }
     const iv = sealed.subarray(12, 24);
     const tag = sealed.subarray(24, 40);
@@ -89,7 +95,10 @@ export class LocalKeyService implements KeyService {
     try {
       return Buffer.concat([decipher.update(sealed.subarray(HEADER)), decipher.final()]);
     } catch (err) {
-      throw new KmsError(`sealed value does not authenticate for tenant ${ctx.tenantId} / ${ctx.purpose}`, err);
+      throw new KmsError(
+        `sealed value does not authenticate for tenant ${ctx.tenantId} / ${ctx.purpose}`,
+        err,
+      );
     }
   }
 

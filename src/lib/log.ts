@@ -6,7 +6,10 @@ export function createLogger(level = "info", name = "clawkeep"): Logger {
     {
       name,
       level,
-      redact: { paths: ["*.token", "*.apiKey", "*.apiToken", "*.gatewayToken", "headers.authorization"], censor: "[redacted]" },
+      redact: {
+        paths: ["*.token", "*.apiKey", "*.apiToken", "*.gatewayToken", "headers.authorization"],
+        censor: "[redacted]",
+      },
     },
     pino.destination(2),
   );

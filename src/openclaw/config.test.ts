@@ -16,7 +16,10 @@ test("config: local mode, token auth, port, chat endpoint on, no update check or
   const c = renderOpenClawConfig({ port: 20200, bind: "loopback", paths, llm }) as {
     gateway: Record<string, unknown> & { auth: { mode: string; token: string }; http: unknown };
     update: unknown;
-    models: { catalogRefresh: unknown; providers: Record<string, { baseUrl: string; apiKey: string; api: string }> };
+    models: {
+      catalogRefresh: unknown;
+      providers: Record<string, { baseUrl: string; apiKey: string; api: string }>;
+    };
     agents: { defaults: { model: { primary: string }; workspace: string } };
     logging: { file: string };
   };
@@ -38,7 +41,13 @@ test("config file holds references to secrets, never their values", () => {
   const text = renderOpenClawConfigFile({ port: 1, bind: "loopback", paths, llm });
   assert.match(text, /"\$\{OPENCLAW_GATEWAY_TOKEN\}"/);
   assert.match(text, /"\$\{CLAWKEEP_LLM_API_KEY\}"/);
-  const env = renderGatewayEnv({ port: 1, paths, nodeBinDir: "/rt/bin", gatewayToken: "tok-SECRET", llmApiKey: "key-SECRET" });
+  const env = renderGatewayEnv({
+    port: 1,
+    paths,
+    nodeBinDir: "/rt/bin",
+    gatewayToken: "tok-SECRET",
+    llmApiKey: "key-SECRET",
+  });
   assert.ok(!text.includes("tok-SECRET") && !text.includes("key-SECRET"));
   assert.equal(env.OPENCLAW_GATEWAY_TOKEN, "tok-SECRET");
   assert.equal(env.CLAWKEEP_LLM_API_KEY, "key-SECRET");
@@ -46,7 +55,13 @@ test("config file holds references to secrets, never their values", () => {
 
 test("environment points every writable path into the tenant's own directory", () => {
   const env = renderGatewayEnv({ port: 7, paths, nodeBinDir: "/rt/bin", gatewayToken: "t", llmApiKey: "k" });
-  for (const k of ["HOME", "TMPDIR", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH", "OPENCLAW_WORKSPACE_DIR"]) {
+  for (const k of [
+    "HOME",
+    "TMPDIR",
+    "OPENCLAW_STATE_DIR",
+    "OPENCLAW_CONFIG_PATH",
+    "OPENCLAW_WORKSPACE_DIR",
+  ]) {
     assert.ok(env[k]!.startsWith("/t/alice/"), `${k}=${env[k]}`);
   }
   assert.equal(env.OPENCLAW_CONFIG_READONLY, "1");

@@ -33,5 +33,8 @@ export async function waitReady(
     }
     await new Promise((res) => setTimeout(res, opts.intervalMs ?? 500));
   }
-  throw new ClawkeepError("runtime_failed", `gateway not ready after ${Math.round(opts.timeoutMs / 1000)} s (last probe: ${last})`);
+  throw new ClawkeepError(
+    "runtime_failed",
+    `gateway not ready after ${Math.round(opts.timeoutMs / 1000)} s (last probe: ${last})`,
+  );
 }

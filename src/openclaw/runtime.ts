@@ -30,7 +30,8 @@ function checkPins(p: RuntimePins): void {
     ["openclaw version", p.openclawVersion],
     ["node version", p.nodeVersion],
   ] as const) {
-    if (!VERSION_RE.test(v)) throw new ClawkeepError("invalid_request", `${k} ${JSON.stringify(v)} is not a version`);
+    if (!VERSION_RE.test(v))
+      throw new ClawkeepError("invalid_request", `${k} ${JSON.stringify(v)} is not a version`);
   }
 }
 
@@ -77,7 +78,9 @@ export async function installRuntime(
   const progress = opts.progress ?? (() => {});
   const existing = await findRuntime(p);
   if (existing) {
-    progress(`runtime openclaw ${p.openclawVersion} on node ${p.nodeVersion} is installed at ${existing.dir}`);
+    progress(
+      `runtime openclaw ${p.openclawVersion} on node ${p.nodeVersion} is installed at ${existing.dir}`,
+    );
     return existing;
   }
   const finalDir = runtimePath(p);
@@ -96,18 +99,28 @@ export async function installRuntime(
     const rt = layout(tmp, p);
     const nodeV = (await execFile([rt.nodeBin, "--version"], { signal: opts.signal })).trim();
     if (nodeV !== `v${p.nodeVersion}`) {
-      throw new ClawkeepError("runtime_failed", `installed node reports ${nodeV}, expected v${p.nodeVersion}`);
+      throw new ClawkeepError(
+        "runtime_failed",
+        `installed node reports ${nodeV}, expected v${p.nodeVersion}`,
+      );
     }
     step(2, `installing openclaw ${p.openclawVersion} (this takes a minute or two)`);
-    await execFile([...npmBase, "--omit=dev", "--prefix", join(tmp, "openclaw"), `openclaw@${p.openclawVersion}`], {
-      env: { ...env, PATH: `${rt.nodeBinDir}:${env.PATH ?? "/usr/bin:/bin"}` },
-      signal: opts.signal,
-    });
+    await execFile(
+      [...npmBase, "--omit=dev", "--prefix", join(tmp, "openclaw"), `openclaw@${p.openclawVersion}`],
+      {
+        env: { ...env, PATH: `${rt.nodeBinDir}:${env.PATH ?? "/usr/bin:/bin"}` },
+        signal: opts.signal,
+      },
+    );
     step(3, "verifying openclaw --version");
-    const ocV = (await execFile([rt.nodeBin, rt.entry, "--version"], { signal: opts.signal, env: { ...env, HOME: tmp } }))
-      .trim();
+    const ocV = (
+      await execFile([rt.nodeBin, rt.entry, "--version"], { signal: opts.signal, env: { ...env, HOME: tmp } })
+    ).trim();
     if (!ocV.includes(p.openclawVersion)) {
-      throw new ClawkeepError("runtime_failed", `installed openclaw reports ${JSON.stringify(ocV)}, expected ${p.openclawVersion}`);
+      throw new ClawkeepError(
+        "runtime_failed",
+        `installed openclaw reports ${JSON.stringify(ocV)}, expected ${p.openclawVersion}`,
+      );
     }
     await writeFile(
       join(tmp, "clawkeep-runtime.json"),

@@ -63,7 +63,11 @@ export function driverConformance(opts: {
       const seen = await adopted.status(name);
       assert.equal(seen.state, "running", "a fresh driver object sees the running instance");
       assert.equal(seen.pid, s1.pid);
-      assert.equal((await adopted.start(spec(), secrets)).pid, s1.pid, "a fresh driver does not start a second copy");
+      assert.equal(
+        (await adopted.start(spec(), secrets)).pid,
+        s1.pid,
+        "a fresh driver does not start a second copy",
+      );
       assert.ok((await adopted.list()).some((i) => i.name === name && i.state === "running"));
 
       await adopted.stop(name);

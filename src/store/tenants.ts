@@ -98,7 +98,9 @@ export class TenantStore {
   }
 
   setSubscription(id: string, subscription: Subscription, now: number): void {
-    this.db.prepare("UPDATE tenants SET subscription = ?, updated_at = ? WHERE id = ?").run(subscription, now, id);
+    this.db
+      .prepare("UPDATE tenants SET subscription = ?, updated_at = ? WHERE id = ?")
+      .run(subscription, now, id);
   }
 
   /** Removes the tenant and, by cascade, its secrets, tokens and events. */
@@ -154,7 +156,9 @@ export class TenantStore {
   listApiTokens(tenantId: string): ApiTokenRecord[] {
     return (
       this.db
-        .prepare("SELECT id, tenant_id, label, created_at, last_used_at FROM api_tokens WHERE tenant_id = ? ORDER BY created_at")
+        .prepare(
+          "SELECT id, tenant_id, label, created_at, last_used_at FROM api_tokens WHERE tenant_id = ? ORDER BY created_at",
+        )
         .all(tenantId) as {
         id: string;
         tenant_id: string;
@@ -162,15 +166,25 @@ export class TenantStore {
         created_at: number;
         last_used_at: number | null;
       }[]
-    ).map((r) => ({ id: r.id, tenantId: r.tenant_id, label: r.label, createdAt: r.created_at, lastUsedAt: r.last_used_at }));
+    ).map((r) => ({
+      id: r.id,
+      tenantId: r.tenant_id,
+      label: r.label,
+      createdAt: r.created_at,
+      lastUsedAt: r.last_used_at,
+    }));
   }
 
   deleteApiToken(tenantId: string, id: string): boolean {
-    return this.db.prepare("DELETE FROM api_tokens WHERE tenant_id = ? AND id = ?").run(tenantId, id).changes > 0;
+    return (
+      this.db.prepare("DELETE FROM api_tokens WHERE tenant_id = ? AND id = ?").run(tenantId, id).changes > 0
+    );
   }
 
   addEvent(tenantId: string, type: string, message: string, now: number): void {
-    this.db.prepare("INSERT INTO events (tenant_id, at, type, message) VALUES (?, ?, ?, ?)").run(tenantId, now, type, message);
+    this.db
+      .prepare("INSERT INTO events (tenant_id, at, type, message) VALUES (?, ?, ?, ?)")
+      .run(tenantId, now, type, message);
   }
 
   events(tenantId: string, limit = 100): TenantEvent[] {

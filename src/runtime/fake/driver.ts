@@ -33,7 +33,11 @@ export class FakeDriver implements RuntimeDriver {
   #nextPid = 1000;
 
   /** The next `times` calls of `method` throw `error`. */
-  failNext(method: Method, error: Error = new ClawkeepError("runtime_failed", `injected ${method} failure`), times = 1): void {
+  failNext(
+    method: Method,
+    error: Error = new ClawkeepError("runtime_failed", `injected ${method} failure`),
+    times = 1,
+  ): void {
     this.#failures.push({ method, error, times });
   }
 
@@ -74,7 +78,15 @@ export class FakeDriver implements RuntimeDriver {
     const i = this.instances.get(spec.name);
     if (i) i.spec = spec;
     else
-      this.instances.set(spec.name, { spec, server: null, port: null, pid: null, startedAt: null, everStarted: false, token: null });
+      this.instances.set(spec.name, {
+        spec,
+        server: null,
+        port: null,
+        pid: null,
+        startedAt: null,
+        everStarted: false,
+        token: null,
+      });
     return this.#status(spec.name);
   }
 

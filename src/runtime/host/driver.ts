@@ -6,7 +6,12 @@ import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
 import { pidsOfUid, procInfo, signal } from "../../lib/procfs.ts";
-import { gatewayArgs, type InstancePaths, renderGatewayEnv, renderOpenClawConfigFile } from "../../openclaw/config.ts";
+import {
+  gatewayArgs,
+  type InstancePaths,
+  renderGatewayEnv,
+  renderOpenClawConfigFile,
+} from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
 
@@ -111,7 +116,8 @@ export class HostProcessDriver implements RuntimeDriver {
   }
 
   #status(name: string, rec: RunRecord | undefined, alive: boolean, dirExists: boolean): InstanceStatus {
-    if (!rec && !dirExists) return { name, state: "absent", url: null, pid: null, startedAt: null, details: {} };
+    if (!rec && !dirExists)
+      return { name, state: "absent", url: null, pid: null, startedAt: null, details: {} };
     const details: Record<string, string | number> = { directory: this.#dir(name) };
     if (rec) Object.assign(details, { uid: rec.uid, port: rec.port });
     return {
@@ -164,18 +170,28 @@ export class HostProcessDriver implements RuntimeDriver {
     // The config is the platform's: root-owned and read-only to the gateway (OPENCLAW_CONFIG_READONLY).
     const tmp = `${p.configPath}.tmp`;
     await rm(tmp, { force: true });
-    await writeFile(
-      tmp,
-      renderOpenClawConfigFile({ port, bind: "loopback", paths: p, llm: spec.llm }),
-      { mode: 0o444 },
-    );
+    await writeFile(tmp, renderOpenClawConfigFile({ port, bind: "loopback", paths: p, llm: spec.llm }), {
+      mode: 0o444,
+    });
     await chown(tmp, 0, 0);
     await rename(tmp, p.configPath);
     const rec = await this.#readRecord(name);
     if (!rec) {
-      await this.#writeRecord({ name, tenantId: spec.tenantId, slot: spec.slot, uid, port, pid: null, startTicks: null, startedAt: null });
+      await this.#writeRecord({
+        name,
+        tenantId: spec.tenantId,
+        slot: spec.slot,
+        uid,
+        port,
+        pid: null,
+        startTicks: null,
+        startedAt: null,
+      });
     } else if (rec.uid !== uid || rec.port !== port) {
-      throw new ClawkeepError("runtime_failed", `instance ${name} exists with uid ${rec.uid} port ${rec.port}, not slot ${spec.slot}`);
+      throw new ClawkeepError(
+        "runtime_failed",
+        `instance ${name} exists with uid ${rec.uid} port ${rec.port}, not slot ${spec.slot}`,
+      );
     }
     return this.status(name);
   }
@@ -215,7 +231,11 @@ export class HostProcessDriver implements RuntimeDriver {
       const pid = await new Promise<number>((resolve, reject) => {
         child.once("spawn", () => resolve(child.pid!));
         child.once("error", (err) =>
-          reject(new ClawkeepError("runtime_failed", `cannot start gateway for ${name}: ${err.message}`, { cause: err })),
+          reject(
+            new ClawkeepError("runtime_failed", `cannot start gateway for ${name}: ${err.message}`, {
+              cause: err,
+            }),
+          ),
         );
       });
       child.unref();
@@ -252,7 +272,11 @@ export class HostProcessDriver implements RuntimeDriver {
       }
     }
     const left = await this.#killUid(rec.uid, "SIGKILL", 5000);
-    if (left > 0) throw new ClawkeepError("runtime_failed", `${left} processes of ${name} (uid ${rec.uid}) survived SIGKILL`);
+    if (left > 0)
+      throw new ClawkeepError(
+        "runtime_failed",
+        `${left} processes of ${name} (uid ${rec.uid}) survived SIGKILL`,
+      );
     await this.#writeRecord({ ...rec, pid: null, startTicks: null, startedAt: null });
   }
 

@@ -1,0 +1,199 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { FakeDriver } from "../runtime/fake/driver.ts";
+import { openDatabase } from "../store/db.ts";
+import { TenantStore } from "../store/tenants.ts";
+import { eventually, makeControlPlane } from "../testing/harness.ts";
+
+async function withPlane(
+  opts: Parameters<typeof makeControlPlane>[0],
+  fn: (cp: ReturnType<typeof makeControlPlane>) => Promise<void>,
+) {
+  const cp = makeControlPlane(opts);
+  try {
+    await fn(cp);
+  } finally {
+    await cp.reconciler.stop();
+    await (cp.driver as FakeDriver).closeAll();
+  }
+}
+
+test("a new tenant is created, started and marked running once its gateway is ready", async () => {
+  await withPlane({}, async (cp) => {
+    const { tenant, gatewayToken } = await cp.tenants.create({ name: "alice", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("alice")?.actual === "running", 5000, "alice running");
+    const d = cp.driver as FakeDriver;
+    assert.equal(d.count("start", "alice"), 1);
+    assert.equal(d.instances.get("alice")!.token, gatewayToken, "the gateway got the unsealed token");
+    const types = cp.store.events(tenant.id).map((e) => e.type);
+    assert.deepEqual(types, ["created", "ready"]);
+  });
+});
+
+test("starts are admitted one at a time", async () => {
+  const d = new FakeDriver();
+  let running = 0;
+  let peak = 0;
+  const orig = d.start.bind(d);
+  d.start = async (spec, secrets) => {
+    running++;
+    peak = Math.max(peak, running);
+    await new Promise((r) => setTimeout(r, 80));
+    const s = await orig(spec, secrets);
+    running--;
+    return s;
+  };
+  await withPlane({ driver: d }, async (cp) => {
+    for (const n of ["a1", "a2", "a3", "a4"]) await cp.tenants.create({ name: n, tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.list().every((t) => t.actual === "running"), 8000, "all running");
+    assert.equal(peak, 1, "never two starts at once");
+  });
+  // Control: with concurrency 4 they do overlap, so the assertion above can fail.
+  const d2 = new FakeDriver();
+  let r2 = 0;
+  let p2 = 0;
+  const o2 = d2.start.bind(d2);
+  d2.start = async (spec, secrets) => {
+    r2++;
+    p2 = Math.max(p2, r2);
+    await new Promise((r) => setTimeout(r, 80));
+    const s = await o2(spec, secrets);
+    r2--;
+    return s;
+  };
+  await withPlane({ driver: d2, startConcurrency: 4 }, async (cp) => {
+    for (const n of ["b1", "b2", "b3", "b4"]) await cp.tenants.create({ name: n, tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.list().every((t) => t.actual === "running"), 8000, "all running");
+    assert.ok(p2 > 1);
+  });
+});
+
+test("a failed first start is retried; after the last attempt the tenant is failed with the reason", async () => {
+  const d = new FakeDriver();
+  d.failNext("start", new Error("state lease heartbeat did not become ready"));
+  await withPlane({ driver: d, startAttempts: 2 }, async (cp) => {
+    const { tenant } = await cp.tenants.create({ name: "retry", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("retry")?.actual === "running", 5000, "retry running");
+    assert.equal(d.count("start", "retry"), 2);
+    assert.ok(
+      cp.store.events(tenant.id).some((e) => e.type === "start_failed" && /heartbeat/.test(e.message)),
+    );
+  });
+
+  const d2 = new FakeDriver();
+  d2.neverReady.add("stuck");
+  await withPlane({ driver: d2, startAttempts: 2, readyTimeoutMs: 300 }, async (cp) => {
+    await cp.tenants.create({ name: "stuck", tier: "starter" });
+    await cp.reconciler.start();
+    const t = await eventually(
+      () => {
+        const x = cp.store.get("stuck");
+        return x?.actual === "failed" ? x : undefined;
+      },
+      5000,
+      "stuck failed",
+    );
+    assert.match(t.reason!, /did not become ready after 2 attempts/);
+    assert.equal(d2.count("start", "stuck"), 2);
+    assert.equal((await d2.status("stuck")).state, "created", "the half-started gateway was stopped");
+    // A failed tenant is not retried forever; the operator's restart tries again.
+    const before = d2.count("start", "stuck");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(d2.count("start", "stuck"), before);
+    d2.neverReady.delete("stuck");
+    cp.tenants.setDesired({ kind: "operator" }, "stuck", "restart");
+    await eventually(() => cp.store.get("stuck")?.actual === "running", 5000, "stuck running after restart");
+  });
+});
+
+test("a gateway that dies is restarted, with a crash event", async () => {
+  await withPlane({}, async (cp) => {
+    const { tenant } = await cp.tenants.create({ name: "crashy", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("crashy")?.actual === "running");
+    const d = cp.driver as FakeDriver;
+    const pid = d.instances.get("crashy")!.pid;
+    await d.crash("crashy");
+    await eventually(
+      () => d.instances.get("crashy")!.pid !== pid && cp.store.get("crashy")?.actual === "running",
+      5000,
+      "restart",
+    );
+    assert.ok(cp.store.events(tenant.id).some((e) => e.type === "crashed"));
+    assert.equal(d.count("start", "crashy"), 2);
+  });
+});
+
+test("a restarted control plane adopts running gateways without starting them again, and removes orphans", async () => {
+  const d = new FakeDriver();
+  const store = new TenantStore(openDatabase(":memory:"));
+  const first = makeControlPlane({ driver: d, store });
+  await first.tenants.create({ name: "keep", tier: "premium" });
+  await first.reconciler.start();
+  await eventually(() => store.get("keep")?.actual === "running");
+  await first.reconciler.stop();
+  // An instance no tenant owns (a leftover of a crashed delete).
+  await d.create({
+    ...first.reconciler.specFor(store.get("keep")!),
+    name: "orphan",
+    tenantId: "tnt_x",
+    slot: 9,
+  });
+  const starts = d.count("start");
+  const pid = d.instances.get("keep")!.pid;
+
+  const second = makeControlPlane({ driver: d, store });
+  try {
+    await second.reconciler.start();
+    await second.reconciler.idle();
+    assert.equal(d.count("start"), starts, "no new start");
+    assert.equal(d.instances.get("keep")!.pid, pid, "the same process");
+    assert.equal(d.instances.has("orphan"), false, "orphan removed");
+    assert.ok(store.events(store.get("keep")!.id).some((e) => e.type === "adopted"));
+  } finally {
+    await second.reconciler.stop();
+    await d.closeAll();
+  }
+});
+
+test("an expired trial suspends the instance and keeps its data; subscribing brings it back", async () => {
+  let now = Date.UTC(2026, 10, 1);
+  await withPlane({ clock: () => now }, async (cp) => {
+    await cp.tenants.create({ name: "trial", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("trial")?.actual === "running");
+    const d = cp.driver as FakeDriver;
+    now += 8 * 86_400_000;
+    cp.reconciler.kick();
+    const t = await eventually(
+      () => {
+        const x = cp.store.get("trial");
+        return x?.actual === "suspended" ? x : undefined;
+      },
+      5000,
+      "suspended",
+    );
+    assert.match(t.reason!, /trial ended/);
+    assert.equal((await d.status("trial")).state, "created", "stopped, not deleted");
+    assert.equal(d.count("delete", "trial"), 0);
+    cp.tenants.setDesired({ kind: "operator" }, "trial", "subscribe");
+    await eventually(() => cp.store.get("trial")?.actual === "running", 5000, "running after subscribe");
+  });
+});
+
+test("deleting a tenant while its start is under way aborts the start and deletes it", async () => {
+  const d = new FakeDriver();
+  d.neverReady.add("slow");
+  await withPlane({ driver: d, readyTimeoutMs: 60_000 }, async (cp) => {
+    await cp.tenants.create({ name: "slow", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => d.count("start", "slow") === 1);
+    cp.tenants.delete({ kind: "operator" }, "slow");
+    await eventually(() => cp.store.get("slow") === undefined, 5000, "deleted");
+    assert.equal(d.instances.has("slow"), false);
+  });
+});
