@@ -39,6 +39,19 @@ export function replyFor(prefix: string, userMessage: string): string {
   return `${prefix}${userMessage.trim().slice(0, 200)}`;
 }
 
+/**
+ * The words a person typed, out of a user message as OpenClaw sends it: it wraps context around
+ * them in marked blocks, prefixes a timestamp ("[Sat 2026-11-28 19:34 UTC] ") and appends a
+ * "Runtime: ..." paragraph.
+ */
+export function userWords(text: string): string {
+  const bare = text
+    .replace(/<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>[\s\S]*?<<<END_OPENCLAW_INTERNAL_CONTEXT>>>/g, "")
+    .trim();
+  const first = bare.split(/\n\s*\n/)[0] ?? "";
+  return first.replace(/^\[[^\]\n]{1,80}\]\s*/, "").trim();
+}
+
 function lastUserText(body: unknown): string {
   if (typeof body !== "object" || body === null) return "";
   const messages = (body as { messages?: unknown }).messages;
@@ -46,12 +59,18 @@ function lastUserText(body: unknown): string {
   for (let i = messages.length - 1; i >= 0; i--) {
     const m = messages[i] as { role?: unknown; content?: unknown };
     if (m?.role !== "user") continue;
-    if (typeof m.content === "string") return m.content;
-    if (Array.isArray(m.content)) {
-      return m.content
-        .map((part: { type?: unknown; text?: unknown }) => (part?.type === "text" ? String(part.text) : ""))
-        .join("");
-    }
+    const raw =
+      typeof m.content === "string"
+        ? m.content
+        : Array.isArray(m.content)
+          ? m.content
+              .map((part: { type?: unknown; text?: unknown }) =>
+                part?.type === "text" ? String(part.text) : "",
+              )
+              .join("")
+          : "";
+    const words = userWords(raw);
+    if (words) return words;
   }
   return "";
 }

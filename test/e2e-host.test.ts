@@ -1,0 +1,186 @@
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { loadSettings, type Settings } from "../src/config/settings.ts";
+import { type Platform, startPlatform } from "../src/control/platform.ts";
+import { createLogger } from "../src/lib/log.ts";
+import { pidsOfUid } from "../src/lib/procfs.ts";
+import { type EchoProvider, startEchoProvider } from "../src/llm/echo-provider.ts";
+import { chat, gatewayProcesses, needsRoot } from "./support.ts";
+
+/**
+ * End to end with real OpenClaw gateways on the host-process driver: two tenants created through
+ * the public API, each chats through its own gateway with its own token, a killed gateway comes
+ * back, a restarted control plane adopts both, and delete leaves nothing behind.
+ */
+const skip = needsRoot();
+const UID_BASE = 201000;
+let home: string;
+let settings: Settings;
+let provider: EchoProvider;
+let platform: Platform | undefined;
+const log = createLogger(process.env.CLAWKEEP_TEST_LOG ?? "warn");
+const created: Record<string, { apiToken: string; gateway: { url: string; token: string } }> = {};
+
+before(async () => {
+  if (skip) return;
+  home = await mkdtemp("/tmp/clawkeep-e2e-");
+  provider = await startEchoProvider({ apiKey: "provider-key", replyPrefix: "fake-llm: " });
+  settings = loadSettings({
+    ...process.env,
+    CLAWKEEP_HOME: home,
+    CLAWKEEP_API_LISTEN: "127.0.0.1:0",
+    CLAWKEEP_PORT_BASE: "31000",
+    CLAWKEEP_UID_BASE: String(UID_BASE),
+    CLAWKEEP_LLM_BASE_URL: provider.url,
+    CLAWKEEP_LLM_API_KEY: "provider-key",
+    CLAWKEEP_LLM_MODEL: provider.model,
+    CLAWKEEP_RECONCILE_INTERVAL_MS: "500",
+  });
+  platform = await startPlatform(settings, log);
+});
+
+after(async () => {
+  if (skip) return;
+  await platform?.close({ stopGateways: true }).catch(() => {});
+  // Whatever happened above: no process of a test uid survives the suite.
+  for (let slot = 0; slot < 4; slot++) {
+    for (const pid of await pidsOfUid(UID_BASE + slot)) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {}
+    }
+    await rm(`/tmp/openclaw-state-locks-${UID_BASE + slot}`, { recursive: true, force: true });
+  }
+  await provider?.close();
+  await rm(home, { recursive: true, force: true });
+});
+
+async function waitRunning(p: Platform, name: string, timeoutMs = 240_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const t = p.store.get(name);
+    if (t?.actual === "running") return;
+    if (t?.actual === "failed") {
+      throw new Error(`${name} failed: ${t.reason}\n${await p.driver.logTail(name, 30)}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(
+    `${name} not running after ${timeoutMs} ms: ${JSON.stringify(p.store.get(name))}\n${await p.driver.logTail(name, 30)}`,
+  );
+}
+
+test("two tenants created through the API both reach /readyz", { skip }, async () => {
+  for (const name of ["alice", "bob"]) {
+    const res = await fetch(`${platform!.apiUrl}/v1/tenants`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ name, tier: "starter" }),
+    });
+    assert.equal(res.status, 201, await res.clone().text());
+    created[name] = (await res.json()) as (typeof created)[string];
+  }
+  await waitRunning(platform!, "alice");
+  await waitRunning(platform!, "bob");
+  for (const name of ["alice", "bob"]) {
+    const r = await fetch(`${created[name]!.gateway.url}/readyz`);
+    assert.equal(r.status, 200);
+  }
+  assert.notEqual(created.alice!.gateway.url, created.bob!.gateway.url);
+});
+
+test("each gateway answers a chat with its own token, the reply coming from the fake provider", {
+  skip,
+}, async () => {
+  for (const name of ["alice", "bob"]) {
+    const { url, token } = created[name]!.gateway;
+    const r = await chat(url, token, `hello from ${name}`);
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.content, `fake-llm: hello from ${name}`);
+  }
+  const seen = provider.requests.map((q) => q.lastUserMessage);
+  assert.ok(seen.includes("hello from alice") && seen.includes("hello from bob"));
+  assert.ok(provider.requests.every((q) => q.authorization === "Bearer provider-key"));
+});
+
+test("alice's token is refused by bob's gateway", { skip }, async () => {
+  const r = await chat(created.bob!.gateway.url, created.alice!.gateway.token, "let me in");
+  assert.equal(r.status, 401);
+  // Control: bob's own token passes on the same gateway.
+  assert.equal((await chat(created.bob!.gateway.url, created.bob!.gateway.token, "me")).status, 200);
+});
+
+test("tenant state directories are 0700 under each tenant's own uid; the config holds no secret", {
+  skip,
+}, async () => {
+  const { stat, readFile } = await import("node:fs/promises");
+  const a = await stat(join(settings.tenantsDir, "alice"));
+  const b = await stat(join(settings.tenantsDir, "bob"));
+  assert.equal(a.mode & 0o777, 0o700);
+  assert.notEqual(a.uid, b.uid);
+  const cfg = await readFile(join(settings.tenantsDir, "alice", "state", "openclaw.json"), "utf8");
+  assert.ok(!cfg.includes(created.alice!.gateway.token));
+  assert.ok(!cfg.includes("provider-key"));
+});
+
+test("kill -9 of a gateway: it is restarted and answers again", { skip }, async () => {
+  const uid = UID_BASE + platform!.store.get("alice")!.slot;
+  const [pid] = await gatewayProcesses(uid);
+  assert.ok(pid, "alice's gateway runs");
+  process.kill(pid, "SIGKILL");
+  const deadline = Date.now() + 240_000;
+  while (Date.now() < deadline) {
+    const now = await gatewayProcesses(uid);
+    if (now.length === 1 && now[0] !== pid && platform!.store.get("alice")?.actual === "running") break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await waitRunning(platform!, "alice");
+  const r = await chat(created.alice!.gateway.url, created.alice!.gateway.token, "back again");
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.content, "fake-llm: back again");
+  const events = platform!.store.events(platform!.store.get("alice")!.id).map((e) => e.type);
+  assert.ok(events.includes("crashed"), events.join(","));
+});
+
+test("a restarted control plane adopts both gateways: same processes, one each", { skip }, async () => {
+  const uids = ["alice", "bob"].map((n) => UID_BASE + platform!.store.get(n)!.slot);
+  const before = await Promise.all(uids.map(gatewayProcesses));
+  assert.deepEqual(
+    before.map((p) => p.length),
+    [1, 1],
+  );
+  await platform!.close();
+  platform = undefined;
+  platform = await startPlatform(settings, log);
+  await platform.reconciler.idle();
+  await new Promise((r) => setTimeout(r, 1500));
+  await platform.reconciler.idle();
+  const afterRestart = await Promise.all(uids.map(gatewayProcesses));
+  assert.deepEqual(afterRestart, before, "the very same gateway processes, no duplicates");
+  for (const name of ["alice", "bob"]) {
+    assert.equal(platform.store.get(name)!.actual, "running");
+    const r = await chat(created[name]!.gateway.url, created[name]!.gateway.token, `still ${name}`);
+    assert.equal(r.status, 200, r.text);
+  }
+});
+
+test("delete: the gateway process and the tenant's directory are gone", { skip }, async () => {
+  const t = platform!.store.get("alice")!;
+  const uid = UID_BASE + t.slot;
+  const res = await fetch(`${platform!.apiUrl}/v1/tenants/alice`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${created.alice!.apiToken}` },
+  });
+  assert.equal(res.status, 202);
+  const deadline = Date.now() + 60_000;
+  while (platform!.store.get("alice") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+  assert.equal(platform!.store.get("alice"), undefined);
+  assert.deepEqual(await pidsOfUid(uid), []);
+  assert.equal(existsSync(join(settings.tenantsDir, "alice")), false);
+  assert.equal(existsSync(`/tmp/openclaw-state-locks-${uid}`), false);
+  // bob is untouched.
+  assert.equal((await chat(created.bob!.gateway.url, created.bob!.gateway.token, "still here")).status, 200);
+});
