@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { Secret } from "../core/secret.ts";
 import { FakeDriver } from "../runtime/fake/driver.ts";
 import { openDatabase } from "../store/db.ts";
 import { TenantStore } from "../store/tenants.ts";
@@ -128,7 +129,7 @@ test("a gateway that dies is restarted, with a crash event", async () => {
   });
 });
 
-test("a restarted control plane adopts running gateways without starting them again, and removes orphans", async () => {
+test("a restarted control plane adopts running gateways without starting them again, and stops orphans", async () => {
   const d = new FakeDriver();
   const store = new TenantStore(openDatabase(":memory:"));
   const first = makeControlPlane({ driver: d, store });
@@ -136,13 +137,15 @@ test("a restarted control plane adopts running gateways without starting them ag
   await first.reconciler.start();
   await eventually(() => store.get("keep")?.actual === "running");
   await first.reconciler.stop();
-  // An instance no tenant owns (a leftover of a crashed delete).
-  await d.create({
+  // An instance no tenant owns (a leftover of a crashed delete), still running.
+  const orphanSpec = {
     ...first.reconciler.specFor(store.get("keep")!),
     name: "orphan",
     tenantId: "tnt_x",
     slot: 9,
-  });
+  };
+  await d.create(orphanSpec);
+  await d.start(orphanSpec, { gatewayToken: new Secret("x"), llmApiKey: new Secret("y") });
   const starts = d.count("start");
   const pid = d.instances.get("keep")!.pid;
 
@@ -152,7 +155,8 @@ test("a restarted control plane adopts running gateways without starting them ag
     await second.reconciler.idle();
     assert.equal(d.count("start"), starts, "no new start");
     assert.equal(d.instances.get("keep")!.pid, pid, "the same process");
-    assert.equal(d.instances.has("orphan"), false, "orphan removed");
+    assert.equal((await d.status("orphan")).state, "created", "the orphan is stopped");
+    assert.equal(d.instances.has("orphan"), true, "but its data is kept");
     assert.ok(store.events(store.get("keep")!.id).some((e) => e.type === "adopted"));
   } finally {
     await second.reconciler.stop();

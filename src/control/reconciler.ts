@@ -56,7 +56,7 @@ export class Reconciler {
     this.admission = new Admission(opts.startConcurrency);
   }
 
-  /** Adopts what runs, removes orphans, then reconciles every interval and on kick(). */
+  /** Adopts what runs, stops orphans, then reconciles every interval and on kick(). */
   async start(): Promise<void> {
     this.#stopped = false;
     await this.#adopt();
@@ -118,8 +118,14 @@ export class Reconciler {
     for (const inst of await driver.list()) {
       const t = known.get(inst.name);
       if (!t) {
-        log.warn({ instance: inst.name }, "removing orphan instance with no tenant");
-        await driver.delete(inst.name);
+        // No tenant owns it (a delete cut short, or a database restored from an older backup).
+        // Stop it so nothing runs unaccounted for, but keep its data: deleting data is a
+        // decision for the operator, never a side effect of a restart.
+        if (inst.state === "running") await driver.stop(inst.name);
+        log.warn(
+          { instance: inst.name, details: inst.details },
+          "orphan instance with no tenant: stopped, data kept",
+        );
         continue;
       }
       if (inst.state === "running") {
