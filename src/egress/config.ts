@@ -1,0 +1,91 @@
+import { isAbsolute } from "node:path";
+import { z } from "zod";
+import { EgressError } from "./errors.ts";
+import { isIpLiteral } from "./ip.ts";
+import { compilePolicy, type EgressPolicy, parsePermitRanges } from "./policy.ts";
+import type { EgressProxyOptions } from "./proxy.ts";
+
+/**
+ * The egress proxy process's configuration file (JSON), read once at start by main.ts. The
+ * policy in it is the initial one; the control plane replaces it at runtime through the admin
+ * socket (PUT /v1/policy), never by rewriting this file.
+ */
+const AbsPath = z
+  .string()
+  .min(1)
+  .refine((p) => isAbsolute(p) && !p.includes("\0"), { message: "must be an absolute path" });
+
+const Ms = z
+  .number()
+  .int()
+  .min(1)
+  .max(24 * 60 * 60 * 1000);
+
+export const EgressConfigSchema = z.strictObject({
+  listen: z.strictObject({
+    host: z.string().refine(isIpLiteral, { message: "must be an IP address" }),
+    port: z.number().int().min(0).max(65535),
+  }),
+  adminSocket: AbsPath,
+  logFile: AbsPath,
+  policy: z.unknown(),
+  maxConcurrentPerTenant: z.number().int().min(1).max(100_000).optional(),
+  idleTimeoutMs: Ms.optional(),
+  connectTimeoutMs: Ms.optional(),
+  dnsTimeoutMs: Ms.optional(),
+  recentLogSize: z.number().int().min(1).max(1_000_000).optional(),
+  /** FOR TESTS ONLY: CIDR ranges let through the anti-SSRF check. */
+  testOnlyPermitRanges: z.array(z.string()).optional(),
+});
+
+export type EgressConfig = Omit<z.input<typeof EgressConfigSchema>, "policy"> & { policy: EgressPolicy };
+
+/** Validates a configuration (policy and permit ranges included); throws EgressError (invalid_request). */
+export function validateEgressConfig(input: unknown): EgressConfig {
+  const parsed = EgressConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    throw new EgressError(
+      "invalid_request",
+      `invalid egress config: ${i ? `${i.path.map(String).join(".") || "(root)"}: ${i.message}` : "unknown problem"}`,
+    );
+  }
+  compilePolicy(parsed.data.policy);
+  parsePermitRanges(parsed.data.testOnlyPermitRanges ?? []);
+  return parsed.data as EgressConfig;
+}
+
+/** Renders a configuration file's text. Pure; validates first. */
+export function renderEgressConfig(config: EgressConfig): string {
+  return `${JSON.stringify(validateEgressConfig(config), null, 2)}\n`;
+}
+
+export function parseEgressConfig(text: string): EgressConfig {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new EgressError("malformed_json", "the egress config file is not valid JSON", { cause: err });
+  }
+  return validateEgressConfig(raw);
+}
+
+/** The proxy options a configuration describes (the resolver is the system's). */
+export function proxyOptionsFromConfig(config: EgressConfig): EgressProxyOptions {
+  return {
+    listen: config.listen,
+    adminSocket: config.adminSocket,
+    logFile: config.logFile,
+    policy: config.policy,
+    ...(config.maxConcurrentPerTenant === undefined
+      ? {}
+      : { maxConcurrentPerTenant: config.maxConcurrentPerTenant }),
+    ...(config.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: config.idleTimeoutMs }),
+    ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
+    ...(config.dnsTimeoutMs === undefined ? {} : { dnsTimeoutMs: config.dnsTimeoutMs }),
+    ...(config.recentLogSize === undefined ? {} : { recentLogSize: config.recentLogSize }),
+    ...(config.testOnlyPermitRanges === undefined
+      ? {}
+      : { testOnlyPermitRanges: config.testOnlyPermitRanges }),
+  };
+}

@@ -1,0 +1,511 @@
+import { spawn } from "node:child_process";
+import { createReadStream, existsSync } from "node:fs";
+import {
+  chmod,
+  chown,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from "node:fs/promises";
+import { join } from "node:path";
+import type { Logger } from "pino";
+import { ClawkeepError } from "../../core/errors.ts";
+import { parseTenantName } from "../../core/tenant.ts";
+import { ExecError, execFile } from "../../lib/exec.ts";
+import {
+  gatewayArgs,
+  type InstancePaths,
+  renderGatewayEnv,
+  renderOpenClawConfigFile,
+} from "../../openclaw/config.ts";
+import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
+import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
+import {
+  applyRuleset,
+  attachTenant,
+  detachTenant,
+  ensureBridge,
+  hostAddress,
+  type NetworkConfig,
+  netnsName,
+  renderRuleset,
+  type TenantNet,
+  tenantAddress,
+} from "./network.ts";
+import { renderOciSpec } from "./oci.ts";
+import type { EgressRegistry, TenantVolumes } from "./types.ts";
+
+export type OciRuntimeName = "runc" | "crun";
+
+/** runc works on hybrid (v1) cgroups; crun needs a cgroup v2 host. Picks what this host can run. */
+export async function detectOciRuntime(): Promise<OciRuntimeName> {
+  const has = async (bin: string) =>
+    execFile([bin, "--version"])
+      .then(() => true)
+      .catch(() => false);
+  const fsType = (await execFile(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"]).catch(() => "")).trim();
+  if (fsType === "cgroup2fs" && (await has("crun"))) return "crun";
+  if (await has("runc")) return "runc";
+  if (await has("crun")) return "crun";
+  throw new ClawkeepError(
+    "runtime_unavailable",
+    "no OCI runtime: install runc (hybrid cgroups) or crun (cgroup v2)",
+  );
+}
+
+export interface ContainerDriverOptions {
+  /** Root-owned directory for rootfs skeletons and instance records. */
+  containersDir: string;
+  /** A tmpfs the driver mounts (0700) for bundles and runtime state: config.json holds secrets. */
+  secretsDir: string;
+  logsDir: string;
+  runtime: OpenClawRuntime;
+  oci: OciRuntimeName;
+  network: NetworkConfig;
+  volumes: TenantVolumes;
+  egress?: EgressRegistry;
+  /** Host uid that container uid 0 of slot 0 maps to; each slot gets 65536 ids from here on. */
+  idMapBase: number;
+  /** cgroup parent for every container, e.g. "clawkeep". */
+  cgroupParent: string;
+  stopGraceMs?: number;
+  log?: Logger;
+}
+
+interface Record_ {
+  name: string;
+  tenantId: string;
+  slot: number;
+  airGapped: boolean;
+  idMapBase: number;
+}
+
+const CONTAINER_UID = 1000;
+const DATA = "/data";
+
+/**
+ * Premium and Enterprise: one OCI container per tenant (runc or crun, no images, no daemon), its
+ * own user/pid/mount/ipc/uts/net namespaces, its own cgroup with the plan's memory, CPU and pids
+ * limits, a read-only root, no capabilities, no_new_privs, a seccomp denylist, tini as PID 1, its
+ * data on its own volume, and its own network namespace wired to the tenants' bridge under the
+ * clawkeep nftables ruleset. Enterprise (no egress in its plan) is air-gapped.
+ */
+export class ContainerDriver implements RuntimeDriver {
+  readonly kind = "container";
+  readonly #o: ContainerDriverOptions;
+  #prepared = false;
+
+  constructor(opts: ContainerDriverOptions) {
+    this.#o = opts;
+  }
+
+  #id(name: string): string {
+    return `ck-${parseTenantName(name)}`;
+  }
+  #dir(name: string): string {
+    return join(this.#o.containersDir, parseTenantName(name));
+  }
+  #bundle(name: string): string {
+    return join(this.#o.secretsDir, "bundles", parseTenantName(name));
+  }
+  #runcRoot(): string {
+    return join(this.#o.secretsDir, this.#o.oci);
+  }
+  #logPath(name: string): string {
+    return join(this.#o.logsDir, `${parseTenantName(name)}.log`);
+  }
+  #idBase(slot: number): number {
+    return this.#o.idMapBase + slot * 65536;
+  }
+
+  urlFor(spec: InstanceSpec): string {
+    return `http://${tenantAddress(this.#o.network, spec.slot)}:${this.#o.network.gatewayPort}`;
+  }
+
+  async #oci(args: string[], opts: { signal?: AbortSignal } = {}): Promise<string> {
+    return execFile(
+      [this.#o.oci, "--root", this.#runcRoot(), ...args],
+      opts.signal ? { signal: opts.signal } : {},
+    );
+  }
+
+  /** Mounts the secrets tmpfs and creates the bridge. Idempotent. */
+  async #prepare(): Promise<void> {
+    if (this.#prepared) return;
+    const { secretsDir, containersDir, logsDir } = this.#o;
+    await mkdir(secretsDir, { recursive: true, mode: 0o700 });
+    const mounts = await readFile("/proc/self/mountinfo", "utf8");
+    if (!mounts.split("\n").some((l) => l.split(" ")[4] === secretsDir)) {
+      await execFile([
+        "mount",
+        "-t",
+        "tmpfs",
+        "-o",
+        "mode=0700,size=64m,nosuid,nodev,noexec",
+        "clawkeep-secrets",
+        secretsDir,
+      ]);
+    }
+    await mkdir(join(secretsDir, "bundles"), { recursive: true, mode: 0o700 });
+    await mkdir(containersDir, { recursive: true, mode: 0o711 });
+    await mkdir(logsDir, { recursive: true, mode: 0o700 });
+    await ensureBridge(this.#o.network);
+    this.#prepared = true;
+  }
+
+  async #records(): Promise<Record_[]> {
+    const out: Record_[] = [];
+    for (const n of await readdir(this.#o.containersDir).catch(() => [] as string[])) {
+      const r = await this.#record(n).catch(() => undefined);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  async #record(name: string): Promise<Record_ | undefined> {
+    try {
+      return JSON.parse(await readFile(join(this.#dir(name), "record.json"), "utf8")) as Record_;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  /** Re-renders and applies the whole ruleset and tells the egress proxy who is where. */
+  async #syncNetwork(extra?: Record_, without?: string): Promise<void> {
+    const recs = (await this.#records()).filter((r) => r.name !== without && r.name !== extra?.name);
+    if (extra) recs.push(extra);
+    const running: Record_[] = [];
+    for (const r of recs)
+      if (r.name === extra?.name || (await this.#state(r.name)).state !== "absent") running.push(r);
+    const nets: TenantNet[] = running.map((r) => ({ name: r.name, slot: r.slot, airGapped: r.airGapped }));
+    await applyRuleset(renderRuleset(this.#o.network, nets));
+    await this.#o.egress?.setTenants(
+      running.map((r) => ({
+        tenant: r.name,
+        address: tenantAddress(this.#o.network, r.slot),
+        airGapped: r.airGapped,
+      })),
+    );
+  }
+
+  async #writeRootfs(name: string): Promise<string> {
+    const rootfs = join(this.#dir(name), "rootfs");
+    const rt = this.#o.runtime.dir;
+    for (const d of ["usr", "etc/ssl", "proc", "dev", "sys", "tmp", "run", DATA.slice(1), rt.slice(1)]) {
+      await mkdir(join(rootfs, d), { recursive: true, mode: 0o755 });
+    }
+    // runc gives a tmpfs the mode of the directory it is mounted on.
+    await chmod(join(rootfs, "tmp"), 0o1777);
+    for (const [link, target] of [
+      ["bin", "usr/bin"],
+      ["lib", "usr/lib"],
+      ["lib64", "usr/lib64"],
+      ["sbin", "usr/sbin"],
+    ] as const) {
+      await symlink(target, join(rootfs, link)).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== "EEXIST") throw e;
+      });
+    }
+    await writeFile(
+      join(rootfs, "etc/passwd"),
+      `root:x:0:0:root:/root:/usr/sbin/nologin\nopenclaw:x:${CONTAINER_UID}:${CONTAINER_UID}:openclaw:${DATA}/home:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
+    );
+    await writeFile(join(rootfs, "etc/group"), `root:x:0:\nopenclaw:x:${CONTAINER_UID}:\nnogroup:x:65534:\n`);
+    await writeFile(join(rootfs, "etc/hosts"), `127.0.0.1 localhost\n::1 localhost\n`);
+    await writeFile(join(rootfs, "etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files\n");
+    // No resolv.conf: tenants get no DNS; the egress proxy resolves names.
+    return rootfs;
+  }
+
+  #paths(): InstancePaths {
+    return {
+      stateDir: `${DATA}/state`,
+      home: `${DATA}/home`,
+      tmpDir: "/tmp",
+      workspaceDir: `${DATA}/workspace`,
+      configPath: `${DATA}/state/openclaw.json`,
+      logFile: `${DATA}/state/logs/openclaw.log`,
+    };
+  }
+
+  async create(spec: InstanceSpec, signal?: AbortSignal): Promise<InstanceStatus> {
+    const name = parseTenantName(spec.name);
+    await this.#prepare();
+    const existing = await this.#record(name);
+    if (existing && existing.slot !== spec.slot) {
+      throw new ClawkeepError(
+        "runtime_failed",
+        `container ${name} exists for slot ${existing.slot}, not ${spec.slot}`,
+      );
+    }
+    const dir = this.#dir(name);
+    // Search permission only: the container's mapped root must reach its rootfs through here.
+    await mkdir(dir, { recursive: true, mode: 0o711 });
+    await this.#writeRootfs(name);
+    const owner = this.#idBase(spec.slot) + CONTAINER_UID;
+    const data = await this.#o.volumes.open(spec, owner, signal);
+    try {
+      for (const sub of ["state", "state/logs", "home", "workspace"]) {
+        await mkdir(join(data, sub), { recursive: true, mode: 0o700 });
+        await chown(join(data, sub), owner, owner);
+      }
+      const cfg = join(data, "state", "openclaw.json");
+      await writeFile(
+        `${cfg}.tmp`,
+        renderOpenClawConfigFile({
+          port: this.#o.network.gatewayPort,
+          bind: "lan",
+          paths: this.#paths(),
+          llm: spec.llm,
+        }),
+        {
+          mode: 0o444,
+        },
+      );
+      await rename(`${cfg}.tmp`, cfg);
+    } finally {
+      // The data stays locked unless the instance runs.
+      if ((await this.#state(name)).state !== "running") await this.#o.volumes.close(name, signal);
+    }
+    const rec: Record_ = {
+      name,
+      tenantId: spec.tenantId,
+      slot: spec.slot,
+      airGapped: !spec.plan.egress,
+      idMapBase: this.#idBase(spec.slot),
+    };
+    await writeFile(join(dir, "record.json.tmp"), `${JSON.stringify(rec)}\n`, { mode: 0o600 });
+    await rename(join(dir, "record.json.tmp"), join(dir, "record.json"));
+    return this.status(name);
+  }
+
+  /** The OCI runtime's view: absent, created, running or stopped. */
+  async #state(name: string): Promise<{
+    state: "absent" | "created" | "running" | "stopped";
+    pid: number | null;
+    created: string | null;
+  }> {
+    try {
+      const s = JSON.parse(await this.#oci(["state", this.#id(name)])) as {
+        status: string;
+        pid: number;
+        created: string;
+      };
+      const st = s.status === "running" || s.status === "created" ? s.status : "stopped";
+      return { state: st, pid: s.pid || null, created: s.created ?? null };
+    } catch (err) {
+      if (err instanceof ExecError && /does not exist|not exist/.test(err.stderr + err.stdout)) {
+        return { state: "absent", pid: null, created: null };
+      }
+      if (err instanceof ExecError && !existsSync(this.#runcRoot()))
+        return { state: "absent", pid: null, created: null };
+      throw err;
+    }
+  }
+
+  async start(spec: InstanceSpec, secrets: InstanceSecrets, signal?: AbortSignal): Promise<InstanceStatus> {
+    const name = parseTenantName(spec.name);
+    await this.#prepare();
+    const rec = await this.#record(name);
+    if (!rec) throw new ClawkeepError("runtime_failed", `instance ${name} has not been created`);
+    const cur = await this.#state(name);
+    if (cur.state === "running") return this.status(name);
+    if (cur.state !== "absent") await this.#oci(["delete", "--force", this.#id(name)]).catch(() => {});
+    signal?.throwIfAborted();
+
+    const owner = rec.idMapBase + CONTAINER_UID;
+    const data = await this.#o.volumes.open(spec, owner, signal);
+    const bundle = this.#bundle(name);
+    await rm(bundle, { recursive: true, force: true });
+    await mkdir(bundle, { recursive: true, mode: 0o700 });
+    const paths = this.#paths();
+    const env = renderGatewayEnv({
+      port: this.#o.network.gatewayPort,
+      paths,
+      nodeBinDir: this.#o.runtime.nodeBinDir,
+      gatewayToken: secrets.gatewayToken.reveal(),
+      llmApiKey: secrets.llmApiKey.reveal(),
+    });
+    if (spec.plan.egress && this.#o.egress?.proxyUrl) {
+      Object.assign(env, {
+        HTTPS_PROXY: this.#o.egress.proxyUrl,
+        HTTP_PROXY: this.#o.egress.proxyUrl,
+        https_proxy: this.#o.egress.proxyUrl,
+        http_proxy: this.#o.egress.proxyUrl,
+        NO_PROXY: "localhost,127.0.0.1",
+      });
+    }
+    const rt = this.#o.runtime;
+    const oci = renderOciSpec({
+      hostname: `ck-${name}`.slice(0, 63),
+      rootfs: join(this.#dir(name), "rootfs"),
+      idMapBase: rec.idMapBase,
+      user: { uid: CONTAINER_UID, gid: CONTAINER_UID },
+      args: ["/usr/bin/tini", "--", rt.nodeBin, ...gatewayArgs(rt.entry, this.#o.network.gatewayPort)],
+      env,
+      cwd: paths.home,
+      readOnlyBinds: [
+        { source: "/usr", destination: "/usr" },
+        { source: "/etc/ssl", destination: "/etc/ssl" },
+        { source: rt.dir, destination: rt.dir },
+      ],
+      readWriteBinds: [{ source: data, destination: DATA }],
+      tmpfs: [
+        { destination: "/tmp", sizeBytes: 512 * 1024 * 1024 },
+        { destination: "/run", sizeBytes: 16 * 1024 * 1024 },
+      ],
+      memoryBytes: spec.plan.memoryBytes,
+      cpus: spec.plan.cpus,
+      pids: spec.plan.pids,
+      cgroupsPath: `/${this.#o.cgroupParent}/${name}`,
+    });
+    // config.json holds the gateway's secrets (its environment): it lives on the secrets tmpfs
+    // only, and goes with stop().
+    await writeFile(join(bundle, "config.json"), JSON.stringify(oci), { mode: 0o600 });
+
+    const logPath = this.#logPath(name);
+    const st = await stat(logPath).catch(() => undefined);
+    if (st && st.size > 5 * 1024 * 1024) await rename(logPath, `${logPath}.1`);
+    const out = await open(logPath, "a", 0o600);
+    const id = this.#id(name);
+    try {
+      await out.write(`--- clawkeep: creating container ${id} at ${new Date().toISOString()}\n`);
+      await new Promise<void>((resolve, reject) => {
+        const child = spawn(
+          this.#o.oci,
+          ["--root", this.#runcRoot(), "create", "--bundle", bundle, "--pid-file", join(bundle, "pid"), id],
+          { stdio: ["ignore", out.fd, out.fd] },
+        );
+        child.once("error", reject);
+        child.once("exit", (code) =>
+          code === 0
+            ? resolve()
+            : reject(
+                new ClawkeepError(
+                  "runtime_failed",
+                  `${this.#o.oci} create ${id} exited with ${code}; see ${logPath}`,
+                ),
+              ),
+        );
+      });
+    } finally {
+      await out.close();
+    }
+    try {
+      const pid = Number((await readFile(join(bundle, "pid"), "utf8")).trim());
+      await attachTenant(this.#o.network, rec.slot, pid);
+      await this.#syncNetwork(rec);
+      await this.#oci(["start", id], signal ? { signal } : {});
+    } catch (err) {
+      await this.#oci(["delete", "--force", id]).catch(() => {});
+      await detachTenant(rec.slot);
+      throw err;
+    }
+    this.#o.log?.info({ tenant: name, container: id, runtime: this.#o.oci }, "container started");
+    return this.status(name);
+  }
+
+  async stop(name: string, signal?: AbortSignal): Promise<void> {
+    parseTenantName(name);
+    const rec = await this.#record(name);
+    const id = this.#id(name);
+    const cur = await this.#state(name);
+    if (cur.state === "running") {
+      await this.#oci(["kill", id, "TERM"]).catch(() => {});
+      const deadline = Date.now() + (this.#o.stopGraceMs ?? 20_000);
+      while ((await this.#state(name)).state === "running" && Date.now() < deadline && !signal?.aborted) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    if (cur.state !== "absent") {
+      await this.#oci(["kill", "--all", id, "KILL"]).catch(() => {});
+      await this.#oci(["delete", "--force", id]).catch(() => {});
+    }
+    if (rec) {
+      await detachTenant(rec.slot);
+      await this.#syncNetwork(undefined, name);
+    }
+    await rm(this.#bundle(name), { recursive: true, force: true });
+    await this.#o.volumes.close(name, signal);
+  }
+
+  async delete(name: string, signal?: AbortSignal): Promise<void> {
+    parseTenantName(name);
+    await this.#prepare();
+    await this.stop(name, signal);
+    await this.#o.volumes.destroy(name, signal);
+    await rm(this.#dir(name), { recursive: true, force: true });
+    await rm(this.#logPath(name), { force: true });
+    await rm(`${this.#logPath(name)}.1`, { force: true });
+  }
+
+  async status(name: string): Promise<InstanceStatus> {
+    const rec = await this.#record(name);
+    const cur = await this.#state(name);
+    if (!rec && cur.state === "absent")
+      return { name, state: "absent", url: null, pid: null, startedAt: null, details: {} };
+    const details: Record<string, string | number> = { container: this.#id(name), runtime: this.#o.oci };
+    if (rec) {
+      details.address = tenantAddress(this.#o.network, rec.slot);
+      details.netns = netnsName(rec.slot);
+      details.uidRange = `${rec.idMapBase}-${rec.idMapBase + 65535}`;
+      details.egress = rec.airGapped
+        ? "none (air-gapped)"
+        : `proxy at ${hostAddress(this.#o.network)}:${this.#o.network.egressPort}`;
+    }
+    const state = cur.state === "running" ? "running" : cur.state === "absent" ? "created" : "exited";
+    return {
+      name,
+      state,
+      url: rec ? `http://${tenantAddress(this.#o.network, rec.slot)}:${this.#o.network.gatewayPort}` : null,
+      pid: state === "running" ? cur.pid : null,
+      startedAt: state === "running" && cur.created ? Date.parse(cur.created) : null,
+      details,
+    };
+  }
+
+  async list(): Promise<InstanceStatus[]> {
+    const names = new Set((await this.#records()).map((r) => r.name));
+    const out: InstanceStatus[] = [];
+    for (const n of [...names].sort()) out.push(await this.status(n));
+    return out;
+  }
+
+  /** Runs a command inside a tenant's running container as its gateway user (tests, attestation). */
+  async exec(
+    name: string,
+    argv: string[],
+    opts: { user?: string; signal?: AbortSignal } = {},
+  ): Promise<string> {
+    return this.#oci(
+      ["exec", "--user", opts.user ?? `${CONTAINER_UID}:${CONTAINER_UID}`, this.#id(name), ...argv],
+      opts,
+    );
+  }
+
+  async logTail(name: string, maxLines = 20): Promise<string> {
+    const path = this.#logPath(name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st) return "";
+    const chunks: Buffer[] = [];
+    for await (const c of createReadStream(path, { start: Math.max(0, st.size - 64 * 1024) }))
+      chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString("utf8").trimEnd().split("\n").slice(-maxLines).join("\n");
+  }
+
+  /** Removes what the driver set up for all tenants: the secrets tmpfs. Only when no container runs. */
+  async shutdown(): Promise<void> {
+    const mounts = await readFile("/proc/self/mountinfo", "utf8");
+    if (mounts.split("\n").some((l) => l.split(" ")[4] === this.#o.secretsDir)) {
+      await execFile(["umount", this.#o.secretsDir]).catch(() => {});
+    }
+    this.#prepared = false;
+  }
+}

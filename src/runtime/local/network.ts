@@ -1,0 +1,234 @@
+import { ClawkeepError } from "../../core/errors.ts";
+import { execFile } from "../../lib/exec.ts";
+
+/**
+ * The tenants' network: one host bridge, one network namespace + veth per tenant, addresses from a
+ * range that exists only inside the namespaces clawkeep creates, and one nftables ruleset for all
+ * of them, rendered as text and applied in one atomic `nft -f` transaction.
+ *
+ * What the ruleset promises:
+ * - no tenant-to-tenant traffic, bridged or routed;
+ * - anti-spoofing: a tenant's veth accepts only its own IPv4 source (and ARP for it), no IPv6;
+ * - a tenant may reach only the egress proxy port on the host's bridge address; air-gapped
+ *   (Enterprise) tenants may not even reach that;
+ * - only the listed uids (the edge's, and root for the control plane's health probes) may open
+ *   connections to a tenant's gateway port; nothing else goes in or out.
+ */
+export interface TenantNet {
+  name: string;
+  slot: number;
+  airGapped: boolean;
+}
+
+export interface NetworkConfig {
+  bridge: string;
+  /** First two octets of the /16 the tenants live in, e.g. "198.19". */
+  prefix16: string;
+  egressPort: number;
+  gatewayPort: number;
+  /** uids allowed to connect to tenants' gateway ports. */
+  allowedUids: number[];
+  /** nftables table name (in the inet and bridge families). */
+  table: string;
+}
+
+export const DEFAULT_NETWORK: NetworkConfig = {
+  bridge: "ckbr0",
+  prefix16: "198.19",
+  egressPort: 3128,
+  gatewayPort: 18789,
+  allowedUids: [0],
+  table: "clawkeep",
+};
+
+const IFNAME_RE = /^[a-z][a-z0-9-]{0,14}$/;
+const PREFIX_RE = /^(\d{1,3})\.(\d{1,3})$/;
+export const MAX_NET_SLOTS = 65_000;
+
+function checkConfig(c: NetworkConfig): void {
+  if (!IFNAME_RE.test(c.bridge))
+    throw new ClawkeepError("invalid_request", `bad bridge name ${JSON.stringify(c.bridge)}`);
+  if (!IFNAME_RE.test(c.table))
+    throw new ClawkeepError("invalid_request", `bad nft table name ${JSON.stringify(c.table)}`);
+  const m = PREFIX_RE.exec(c.prefix16);
+  if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) {
+    throw new ClawkeepError("invalid_request", `bad address prefix ${JSON.stringify(c.prefix16)}`);
+  }
+  for (const p of [c.egressPort, c.gatewayPort]) {
+    if (!Number.isInteger(p) || p < 1 || p > 65535)
+      throw new ClawkeepError("invalid_request", `bad port ${p}`);
+  }
+  for (const u of c.allowedUids) {
+    if (!Number.isInteger(u) || u < 0) throw new ClawkeepError("invalid_request", `bad uid ${u}`);
+  }
+}
+
+function checkSlot(slot: number): void {
+  if (!Number.isInteger(slot) || slot < 0 || slot >= MAX_NET_SLOTS) {
+    throw new ClawkeepError("invalid_request", `network slot ${slot} is out of range`);
+  }
+}
+
+export function hostAddress(c: NetworkConfig): string {
+  return `${c.prefix16}.0.1`;
+}
+
+/** A tenant's address: slot 0 is .0.10, counting up through the /16. */
+export function tenantAddress(c: NetworkConfig, slot: number): string {
+  checkSlot(slot);
+  const n = 10 + slot;
+  return `${c.prefix16}.${n >> 8}.${n & 255}`;
+}
+
+/** Host-side veth of a tenant (the tenant side is eth0 inside its namespace). */
+export function hostIf(slot: number): string {
+  checkSlot(slot);
+  return `ckv${slot}`;
+}
+
+export function netnsName(slot: number): string {
+  checkSlot(slot);
+  return `ck-${slot}`;
+}
+
+/** The whole ruleset, replacing any earlier clawkeep tables in one transaction. Pure. */
+export function renderRuleset(c: NetworkConfig, tenants: readonly TenantNet[]): string {
+  checkConfig(c);
+  const br = JSON.stringify(c.bridge);
+  const host = hostAddress(c);
+  const all = tenants.map((t) => tenantAddress(c, t.slot));
+  const gapped = tenants.filter((t) => t.airGapped).map((t) => tenantAddress(c, t.slot));
+  const elements = (xs: string[]) => (xs.length ? ` elements = { ${xs.join(", ")} };` : "");
+  const spoof = tenants
+    .map((t) => {
+      const ifn = JSON.stringify(hostIf(t.slot));
+      const ip = tenantAddress(c, t.slot);
+      return [
+        `    iifname ${ifn} ether type != { ip, arp } counter drop`,
+        `    iifname ${ifn} ether type ip ip saddr != ${ip} counter drop`,
+        `    iifname ${ifn} ether type arp arp saddr ip != ${ip} counter drop`,
+      ].join("\n");
+    })
+    .join("\n");
+  return `# clawkeep tenant network: rendered by clawkeep, applied atomically; do not edit.
+table inet ${c.table} {}
+delete table inet ${c.table}
+table inet ${c.table} {
+  set tenants { type ipv4_addr;${elements(all)} }
+  set airgapped { type ipv4_addr;${elements(gapped)} }
+  chain input {
+    type filter hook input priority filter; policy accept;
+    iifname ${br} ip saddr @airgapped counter drop
+    iifname ${br} ct state established,related accept
+    iifname ${br} ip saddr @tenants ip daddr ${host} tcp dport ${c.egressPort} ct state new counter accept
+    iifname ${br} counter drop
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname ${br} counter drop
+    oifname ${br} counter drop
+  }
+  chain output {
+    type filter hook output priority filter; policy accept;
+    oifname ${br} ct state established,related accept
+    oifname ${br} ip daddr @tenants tcp dport ${c.gatewayPort} meta skuid { ${c.allowedUids.join(", ")} } ct state new counter accept
+    oifname ${br} counter drop
+  }
+}
+table bridge ${c.table} {}
+delete table bridge ${c.table}
+table bridge ${c.table} {
+  chain prerouting {
+    type filter hook prerouting priority -200; policy accept;
+${spoof || "    # no tenants"}
+  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname "ckv*" oifname "ckv*" counter drop
+  }
+}
+`;
+}
+
+export async function applyRuleset(text: string, signal?: AbortSignal): Promise<void> {
+  await execFile(["nft", "-f", "-"], { input: text, ...(signal ? { signal } : {}) });
+}
+
+/** Removes clawkeep's tables. Idempotent. */
+export async function removeRuleset(c: NetworkConfig): Promise<void> {
+  checkConfig(c);
+  await applyRuleset(
+    `table inet ${c.table} {}\ndelete table inet ${c.table}\ntable bridge ${c.table} {}\ndelete table bridge ${c.table}\n`,
+  );
+}
+
+async function linkExists(name: string): Promise<boolean> {
+  try {
+    await execFile(["ip", "link", "show", "dev", name]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Creates the host bridge with the host's address in the tenants' range. Idempotent. */
+export async function ensureBridge(c: NetworkConfig): Promise<void> {
+  checkConfig(c);
+  if (!(await linkExists(c.bridge))) {
+    await execFile(["ip", "link", "add", c.bridge, "type", "bridge"]);
+  }
+  await execFile(["ip", "addr", "replace", `${hostAddress(c)}/16`, "dev", c.bridge]);
+  await execFile(["ip", "link", "set", c.bridge, "up"]);
+}
+
+export async function removeBridge(c: NetworkConfig): Promise<void> {
+  checkConfig(c);
+  if (await linkExists(c.bridge)) await execFile(["ip", "link", "del", c.bridge]);
+}
+
+/**
+ * Wires a tenant's network namespace (the one its container created, found through `pid`) to the
+ * bridge: names it ck-<slot> in /var/run/netns, adds a veth pair, gives eth0 the tenant's address.
+ * No default route: the only thing on the tenant's link that answers is the egress proxy.
+ */
+export async function attachTenant(
+  c: NetworkConfig,
+  slot: number,
+  pid: number,
+): Promise<{ address: string; netns: string }> {
+  checkConfig(c);
+  if (!Number.isInteger(pid) || pid <= 1) throw new ClawkeepError("invalid_request", `bad pid ${pid}`);
+  const ns = netnsName(slot);
+  const ifn = hostIf(slot);
+  const address = tenantAddress(c, slot);
+  await detachTenant(slot);
+  await execFile(["ip", "netns", "attach", ns, String(pid)]);
+  try {
+    await execFile(["ip", "link", "add", ifn, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+    await execFile(["ip", "link", "set", ifn, "master", c.bridge, "up"]);
+    await execFile(["ip", "-n", ns, "-batch", "-"], {
+      input: [`addr add ${address}/16 dev eth0`, "link set eth0 up", "link set lo up"].join("\n"),
+    });
+    await execFile([
+      "ip",
+      "netns",
+      "exec",
+      ns,
+      "sysctl",
+      "-q",
+      "-w",
+      "net.ipv6.conf.all.disable_ipv6=1",
+    ]).catch(() => {});
+  } catch (err) {
+    await detachTenant(slot);
+    throw err;
+  }
+  return { address, netns: ns };
+}
+
+/** Removes the tenant's veth and its netns name. Idempotent. */
+export async function detachTenant(slot: number): Promise<void> {
+  const ifn = hostIf(slot);
+  if (await linkExists(ifn)) await execFile(["ip", "link", "del", ifn]).catch(() => {});
+  await execFile(["ip", "netns", "delete", netnsName(slot)]).catch(() => {});
+}
