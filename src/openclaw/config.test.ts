@@ -69,3 +69,15 @@ test("environment points every writable path into the tenant's own directory", (
   assert.ok(env.PATH!.startsWith("/rt/bin:"));
   assert.deepEqual(gatewayArgs("/rt/openclaw.mjs", 7), ["/rt/openclaw.mjs", "gateway", "run", "--port", "7"]);
 });
+
+test("an egress proxy, when given, is OpenClaw's managed proxy; none otherwise", () => {
+  const withProxy = renderOpenClawConfig({
+    port: 1,
+    bind: "lan",
+    paths,
+    llm,
+    proxyUrl: "http://198.19.0.1:3128",
+  });
+  assert.deepEqual(withProxy.proxy, { enabled: true, proxyUrl: "http://198.19.0.1:3128" });
+  assert.equal(renderOpenClawConfig({ port: 1, bind: "lan", paths, llm }).proxy, undefined);
+});

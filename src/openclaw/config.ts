@@ -30,6 +30,11 @@ export interface OpenClawConfigInput {
   bind: "loopback" | "lan";
   paths: InstancePaths;
   llm: LlmProvider;
+  /**
+   * The egress proxy every outbound call must go through (OpenClaw's managed proxy mode covers
+   * fetch, node:http, WebSocket and CONNECT; HTTPS_PROXY alone does not). Unset: no proxy.
+   */
+  proxyUrl?: string;
 }
 
 export function renderOpenClawConfig(input: OpenClawConfigInput): Record<string, unknown> {
@@ -43,6 +48,7 @@ export function renderOpenClawConfig(input: OpenClawConfigInput): Record<string,
       http: { endpoints: { chatCompletions: { enabled: true } } },
     },
     update: { checkOnStart: false },
+    ...(input.proxyUrl ? { proxy: { enabled: true, proxyUrl: input.proxyUrl } } : {}),
     logging: { file: input.paths.logFile },
     models: {
       catalogRefresh: { enabled: false },

@@ -264,6 +264,7 @@ export class ContainerDriver implements RuntimeDriver {
           bind: "lan",
           paths: this.#paths(),
           llm: spec.llm,
+          ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
         }),
         {
           mode: 0o444,

@@ -48,7 +48,7 @@ export const MAX_NET_SLOTS = 65_000;
 function checkConfig(c: NetworkConfig): void {
   if (!IFNAME_RE.test(c.bridge))
     throw new ClawkeepError("invalid_request", `bad bridge name ${JSON.stringify(c.bridge)}`);
-  if (!IFNAME_RE.test(c.table))
+  if (!/^[a-z][a-z0-9_]{0,30}$/.test(c.table))
     throw new ClawkeepError("invalid_request", `bad nft table name ${JSON.stringify(c.table)}`);
   const m = PREFIX_RE.exec(c.prefix16);
   if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) {
@@ -118,8 +118,8 @@ table inet ${c.table} {
   set airgapped { type ipv4_addr;${elements(gapped)} }
   chain input {
     type filter hook input priority filter; policy accept;
-    iifname ${br} ip saddr @airgapped counter drop
     iifname ${br} ct state established,related accept
+    iifname ${br} ip saddr @airgapped counter drop
     iifname ${br} ip saddr @tenants ip daddr ${host} tcp dport ${c.egressPort} ct state new counter accept
     iifname ${br} counter drop
   }

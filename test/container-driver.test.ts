@@ -1,0 +1,355 @@
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer, type Server } from "node:http";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { loadSettings } from "../src/config/settings.ts";
+import { planFor } from "../src/core/plans.ts";
+import { Secret } from "../src/core/secret.ts";
+import type { Tier } from "../src/core/tenant.ts";
+import { type EgressProxy, startEgressProxy } from "../src/egress/proxy.ts";
+import { execFile } from "../src/lib/exec.ts";
+import { waitReady } from "../src/openclaw/probe.ts";
+import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
+import { driverConformance } from "../src/runtime/conformance.ts";
+import { ContainerDriver, detectOciRuntime } from "../src/runtime/local/driver.ts";
+import {
+  applyRuleset,
+  DEFAULT_NETWORK,
+  hostAddress,
+  hostIf,
+  type NetworkConfig,
+  netnsName,
+  removeBridge,
+  removeRuleset,
+  renderRuleset,
+  tenantAddress,
+} from "../src/runtime/local/network.ts";
+import { PlainVolumes } from "../src/runtime/local/plain-volumes.ts";
+import type { EgressRegistry } from "../src/runtime/local/types.ts";
+import type { InstanceSpec } from "../src/runtime/types.ts";
+import { type FakeInternet, PROBE_SCRIPT, probeFromHost, startFakeInternet } from "./netns.ts";
+import { chat, needsRoot } from "./support.ts";
+
+/**
+ * Premium and Enterprise sandboxes, for real: runc, user namespaces, seccomp, cgroups, network
+ * namespaces, nftables and the egress proxy. Each boundary is crossed for real and must stop the
+ * attempt; control cases show the same attempt works when the boundary is absent.
+ */
+const skip = needsRoot();
+const EDGE_UID = 209990;
+const NOBODY = 65534;
+const net: NetworkConfig = {
+  ...DEFAULT_NETWORK,
+  bridge: "cktbr0",
+  table: "clawkeep_test",
+  prefix16: "198.18",
+  allowedUids: [0, EDGE_UID],
+};
+const INTERNET = "198.19.250";
+const LLM_HOST = "llm.fake.test";
+const SLOTS = { a: 40, b: 41, c: 42 } as const;
+const TIERS: Record<keyof typeof SLOTS, Tier> = { a: "premium", b: "premium", c: "enterprise" };
+
+let home = "";
+let runtime: OpenClawRuntime;
+let driver: ContainerDriver;
+let proxy: EgressProxy;
+let internet: FakeInternet | undefined;
+let hostServer: Server | undefined;
+const HOST_PORT = 41234;
+const tokens: Record<string, string> = {};
+
+const spec = (name: keyof typeof SLOTS | string, slot: number, tier: Tier): InstanceSpec => ({
+  tenantId: `tnt_${name}`,
+  name,
+  tier,
+  slot,
+  plan: planFor(tier),
+  llm: { baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" },
+});
+
+function makeDriver(): ContainerDriver {
+  const egress: EgressRegistry = {
+    proxyUrl: `http://${hostAddress(net)}:${net.egressPort}`,
+    async setTenants(ts) {
+      proxy.setPolicy({
+        tenants: ts.map((t) => ({
+          name: t.tenant,
+          addresses: [t.address],
+          airGapped: t.airGapped,
+          allow: [LLM_HOST, "evil.fake.test"],
+        })),
+      });
+    },
+  };
+  return new ContainerDriver({
+    containersDir: join(home, "containers"),
+    secretsDir: join(home, "secrets"),
+    logsDir: join(home, "logs"),
+    runtime,
+    oci: ociName,
+    network: net,
+    volumes: new PlainVolumes(join(home, "volumes")),
+    egress,
+    idMapBase: 3_000_000,
+    cgroupParent: "clawkeep-test",
+    stopGraceMs: 5000,
+  });
+}
+let ociName: Awaited<ReturnType<typeof detectOciRuntime>> = "runc";
+
+before(async () => {
+  if (skip) return;
+  home = await mkdtemp("/tmp/clawkeep-ctr-");
+  await chmod(home, 0o711);
+  runtime = await ensureRuntime(loadSettings());
+  ociName = await detectOciRuntime();
+  internet = await startFakeInternet({ ns: "ckt-inet", hostIf: "ckt-inet0", subnet24: INTERNET });
+  hostServer = createServer((_q, r) => r.end("host")).listen(HOST_PORT, "0.0.0.0");
+  driver = makeDriver();
+  // The bridge must exist before the proxy can listen on its address.
+  const { ensureBridge } = await import("../src/runtime/local/network.ts");
+  await ensureBridge(net);
+  proxy = await startEgressProxy({
+    listen: { host: hostAddress(net), port: net.egressPort },
+    policy: { tenants: [] },
+    logFile: join(home, "egress.log"),
+    resolve: async (h) => (h === LLM_HOST ? [`${INTERNET}.2`] : h === "evil.fake.test" ? ["127.0.0.1"] : []),
+    testOnlyPermitRanges: [`${INTERNET}.0/24`],
+  });
+  for (const [name, slot] of Object.entries(SLOTS)) {
+    const s = spec(name, slot, TIERS[name as keyof typeof SLOTS]);
+    tokens[name] = `token-${name}-${"x".repeat(24)}`;
+    await driver.create(s);
+    const st = await driver.start(s, {
+      gatewayToken: new Secret(tokens[name]!),
+      llmApiKey: new Secret("llm-key"),
+    });
+    await waitReady(st.url!, {
+      timeoutMs: 240_000,
+      alive: async () => (await driver.status(name)).state === "running",
+    }).catch(async (err) => {
+      throw new Error(`${name}: ${(err as Error).message}\n${await driver.logTail(name, 30)}`);
+    });
+  }
+});
+
+after(async () => {
+  if (skip || !home) return;
+  for (const name of Object.keys(SLOTS))
+    await driver?.delete(name).catch((e) => console.error(`cleanup ${name}:`, e));
+  await driver?.shutdown().catch(() => {});
+  await proxy?.close().catch(() => {});
+  await internet?.close().catch(() => {});
+  hostServer?.close();
+  await removeRuleset(net).catch(() => {});
+  await removeBridge(net).catch(() => {});
+  await execFile(["umount", join(home, "secrets")]).catch(() => {});
+  await rm(home, { recursive: true, force: true });
+});
+
+const gw = (n: keyof typeof SLOTS): [string, number] => [tenantAddress(net, SLOTS[n]), net.gatewayPort];
+const TARGETS: Record<string, [string, number]> = {
+  "gw A": gw("a"),
+  "gw B": gw("b"),
+  "gw C": gw("c"),
+  proxy: [hostAddress(net), net.egressPort],
+  internet: [`${INTERNET}.2`, 80],
+  "host port": [hostAddress(net), HOST_PORT],
+};
+
+async function probeFrom(source: string): Promise<Record<string, boolean>> {
+  const targets = Object.values(TARGETS);
+  let out: string[];
+  if (source === "A" || source === "B" || source === "C") {
+    const raw = await driver.exec(source.toLowerCase(), [
+      runtime.nodeBin,
+      "-e",
+      PROBE_SCRIPT,
+      JSON.stringify(targets),
+    ]);
+    out = JSON.parse(raw) as string[];
+  } else {
+    out = await probeFromHost(runtime.nodeBin, source === "edge uid" ? EDGE_UID : NOBODY, targets);
+  }
+  return Object.fromEntries(Object.keys(TARGETS).map((k, i) => [k, out[i] === "open"]));
+}
+
+describe("container sandboxes", { skip }, () => {
+  test("A's real gateway answers a chat whose LLM is on the fake internet, through the egress proxy", async () => {
+    const r = await chat(`http://${gw("a").join(":")}`, tokens.a!, "hello through the proxy");
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.content, "internet-llm: hello through the proxy");
+    const log = proxy.recentLog("a");
+    assert.ok(
+      log.some((e) => e.host === LLM_HOST && e.verdict === "allow" && e.bytesUp > 0 && e.bytesDown > 0),
+      JSON.stringify(log),
+    );
+    const c = proxy.counters("a");
+    assert.ok(c.allowed >= 1 && c.bytesUp > 0);
+    // A's token does not open B's gateway; B's own does (control).
+    assert.equal((await chat(`http://${gw("b").join(":")}`, tokens.a!, "x")).status, 401);
+  });
+
+  test("reachability truth table: every cell as the ruleset promises", async () => {
+    const expected: Record<string, Record<string, boolean>> = {
+      A: { "gw B": false, "gw C": false, proxy: true, internet: false, "host port": false },
+      B: { "gw A": false, "gw C": false, proxy: true, internet: false, "host port": false },
+      C: { "gw A": false, "gw B": false, proxy: false, internet: false, "host port": false },
+      "host (nobody)": { "gw A": false, "gw B": false, "gw C": false, internet: true, "host port": true },
+      "edge uid": { "gw A": true, "gw B": true, "gw C": true, internet: true, "host port": true },
+    };
+    const wrong: string[] = [];
+    for (const [source, row] of Object.entries(expected)) {
+      const got = await probeFrom(source.split(" ")[0] === "host" ? "host" : source);
+      for (const [target, want] of Object.entries(row)) {
+        if (got[target] !== want)
+          wrong.push(
+            `${source} -> ${target}: expected ${want ? "open" : "blocked"}, got ${got[target] ? "open" : "blocked"}`,
+          );
+      }
+    }
+    assert.deepEqual(wrong, []);
+  });
+
+  test("control: without the ruleset the same probes connect, so the rules are what blocks", async () => {
+    try {
+      await removeRuleset(net);
+      const a = await probeFrom("A");
+      const nobody = await probeFrom("host");
+      const c = await probeFrom("C");
+      assert.equal(a["gw B"], true, "A reaches B's gateway over the bridge");
+      assert.equal(a["host port"], true, "A reaches a host port");
+      assert.equal(c.proxy, true, "C reaches the proxy port");
+      assert.equal(nobody["gw A"], true, "any host uid reaches A's gateway");
+      assert.equal(a.internet, false, "no default route: the internet stays out of reach even then");
+    } finally {
+      const running = Object.entries(SLOTS).map(([name, slot]) => ({
+        name,
+        slot,
+        airGapped: TIERS[name as keyof typeof SLOTS] === "enterprise",
+      }));
+      await applyRuleset(renderRuleset(net, running));
+    }
+    assert.equal((await probeFrom("A"))["gw B"], false, "blocked again");
+  });
+
+  test("egress: a host off the allowlist and a name resolving to a private address are refused and logged; C stays at zero", async () => {
+    const script = `const net=require("net");const [h]=process.argv.slice(1);const s=net.connect(${net.egressPort},"${hostAddress(net)}",()=>s.write("CONNECT "+h+":443 HTTP/1.1\\r\\nHost: "+h+":443\\r\\n\\r\\n"));s.on("data",d=>{console.log(d.toString().split("\\r\\n")[0]);s.destroy()});s.on("error",e=>console.log("ERR "+e.code))`;
+    const off = await driver.exec("a", [runtime.nodeBin, "-e", script, "api.not-allowed.example"]);
+    assert.match(off, /403/);
+    const evil = await driver.exec("a", [runtime.nodeBin, "-e", script, "evil.fake.test"]);
+    assert.match(evil, /403/);
+    const log = proxy.recentLog("a");
+    assert.ok(
+      log.some((e) => e.host === "api.not-allowed.example" && e.verdict === "deny"),
+      "off-list refusal logged",
+    );
+    assert.ok(
+      log.some((e) => e.host === "evil.fake.test" && e.verdict === "deny"),
+      "private-address refusal logged",
+    );
+    // Control: the same CONNECT to an allowed name gets through.
+    const ok = await driver.exec("a", [
+      runtime.nodeBin,
+      "-e",
+      script.replace(":443", ":80").replace(":443", ":80"),
+      LLM_HOST,
+    ]);
+    assert.match(ok, /200/);
+    // C: no path at all, and the proxy never saw it.
+    const c = await probeFrom("C");
+    assert.equal(c.proxy || c.internet, false);
+    const r = await chat(`http://${gw("c").join(":")}`, tokens.c!, "anyone out there?", 60_000).catch(
+      () => undefined,
+    );
+    assert.ok(
+      !r || r.status !== 200 || !r.content?.includes("internet-llm"),
+      "C's chat never reached the internet LLM",
+    );
+    const cc = proxy.allCounters().tenants.find((t) => t.tenant === "c");
+    assert.equal(cc?.bytesUp ?? 0, 0);
+    assert.equal(cc?.bytesDown ?? 0, 0);
+    assert.equal(cc?.allowed ?? 0, 0);
+  });
+
+  test("inside A: own processes only, no view of B's data, read-only system, no namespaces, mounts, keys or capabilities", async () => {
+    const sh = (cmd: string) => driver.exec("a", ["/bin/sh", "-c", `${cmd} 2>&1; echo "rc=$?"`]);
+    const ps = await sh("ps -eo pid,comm --no-headers");
+    const comms = ps
+      .split("\n")
+      .filter((l) => /^\s*\d+/.test(l))
+      .map((l) => l.trim().split(/\s+/)[1]);
+    assert.ok(
+      comms.every((c) => /^(tini|openclaw-gatewa|node|ps|sh)/.test(c!)),
+      `unexpected processes: ${comms.join(",")}`,
+    );
+    assert.match(ps, /^\s*1\s+tini/m, "tini is PID 1");
+    const bData = join(home, "volumes", "b");
+    assert.ok(existsSync(bData), "control: B's data exists on the host");
+    assert.match(await sh(`ls ${bData}`), /No such file|rc=2/);
+    assert.match(await sh("touch /x"), /Read-only file system/);
+    assert.match(await sh("touch /usr/x"), /Read-only file system/);
+    assert.match(await sh("unshare -U true"), /Operation not permitted/);
+    assert.match(await sh("mount -t tmpfs x /tmp"), /rc=(32|1)/);
+    const keyctl = `python3 -c "import ctypes;l=ctypes.CDLL(None,use_errno=True);r=l.syscall(250,0,-3,0,0,0);print('keyctl',r,ctypes.get_errno())"`;
+    assert.match(await sh(keyctl), /keyctl -1 1\b/, "keyctl is EPERM inside");
+    const onHost = await execFile(["python3", "-c", keyctl.slice(11, -1)]);
+    assert.doesNotMatch(onHost, /keyctl -1 1\b/, "control: keyctl is not EPERM on the host");
+    assert.match(await sh("grep CapEff /proc/self/status"), /CapEff:\s+0000000000000000/);
+    assert.match(await sh("grep NoNewPrivs /proc/self/status"), /NoNewPrivs:\s+1/);
+  });
+
+  test("a fork bomb in A stops at its pids limit", async () => {
+    const out = await driver
+      .exec("a", [
+        "/bin/sh",
+        "-c",
+        "i=0; while [ $i -lt 800 ]; do sleep 30 & i=$((i+1)); done 2>/dev/null; ps -e --no-headers | wc -l; pkill sleep; echo done",
+      ])
+      .catch((e: Error) => e.message);
+    const cg = `/sys/fs/cgroup/pids/clawkeep-test/a`;
+    const events = await readFile(`${cg}/pids.events`, "utf8").catch(() => "");
+    assert.match(events, /max [1-9]/, `the limit was hit: ${events} ${out}`);
+    assert.equal((await readFile(`${cg}/pids.max`, "utf8")).trim(), String(planFor("premium").pids));
+  });
+
+  test("a memory hog in A is killed inside A's cgroup while B keeps serving", async () => {
+    const hog = await driver
+      .exec("a", [runtime.nodeBin, "-e", "const a=[];for(;;){a.push(Buffer.alloc(64<<20,1))}"])
+      .then(() => "exited 0")
+      .catch((e: Error) => e.message);
+    assert.doesNotMatch(hog, /exited 0/);
+    const oom = await readFile("/sys/fs/cgroup/memory/clawkeep-test/a/memory.oom_control", "utf8");
+    assert.match(oom, /oom_kill [1-9]/, oom);
+    const b = await chat(`http://${gw("b").join(":")}`, tokens.b!, "still serving");
+    assert.equal(b.status, 200, b.text);
+  });
+
+  test("delete leaves nothing behind: no container, netns, veth, cgroup, bundle", async () => {
+    await driver.delete("b");
+    assert.equal((await driver.status("b")).state, "absent");
+    const left: string[] = [];
+    if ((await execFile(["ip", "link"])).includes(hostIf(SLOTS.b))) left.push("veth");
+    if ((await execFile(["ip", "netns", "list"])).includes(netnsName(SLOTS.b))) left.push("netns");
+    if (existsSync("/sys/fs/cgroup/memory/clawkeep-test/b")) left.push("cgroup");
+    if (existsSync(join(home, "secrets", "bundles", "b"))) left.push("bundle");
+    if (existsSync(join(home, "containers", "b"))) left.push("rootfs");
+    if (existsSync(join(home, "volumes", "b"))) left.push("volume");
+    assert.deepEqual(left, []);
+    assert.equal((await probeFrom("edge uid"))["gw A"], true, "A untouched");
+  });
+});
+
+if (!skip) {
+  driverConformance({
+    label: "container driver (real OpenClaw in runc)",
+    driver: () => driver,
+    fresh: makeDriver,
+    llm: () => ({ baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" }),
+    slot: 43,
+    readyTimeoutMs: 240_000,
+  });
+}
