@@ -282,8 +282,9 @@ describe("container sandboxes", { skip }, () => {
       .split("\n")
       .filter((l) => /^\s*\d+/.test(l))
       .map((l) => l.trim().split(/\s+/)[1]);
+    assert.equal(comms.filter((c) => c === "openclaw-gatewa").length, 1, "exactly one gateway: A's own");
     assert.ok(
-      comms.every((c) => /^(tini|openclaw-gatewa|node|ps|sh)/.test(c!)),
+      comms.every((c) => /^(tini|openclaw-gatewa|MainThread|node|ps|sh)$/.test(c!)),
       `unexpected processes: ${comms.join(",")}`,
     );
     assert.match(ps, /^\s*1\s+tini/m, "tini is PID 1");

@@ -23,6 +23,7 @@ let provider: EchoProvider;
 let platform: Platform | undefined;
 const log = createLogger(process.env.CLAWKEEP_TEST_LOG ?? "warn");
 const created: Record<string, { apiToken: string; gateway: { url: string; token: string } }> = {};
+const dirs: Record<string, string> = {};
 
 before(async () => {
   if (skip) return;
@@ -44,7 +45,7 @@ before(async () => {
 
 after(async () => {
   if (skip) return;
-  await platform?.close({ stopGateways: true }).catch(() => {});
+  await platform?.close({ teardown: true }).catch((err) => console.error("teardown:", err));
   // Whatever happened above: no process of a test uid survives the suite.
   for (let slot = 0; slot < 4; slot++) {
     for (const pid of await pidsOfUid(UID_BASE + slot)) {
@@ -113,15 +114,28 @@ test("alice's token is refused by bob's gateway", { skip }, async () => {
   assert.equal((await chat(created.bob!.gateway.url, created.bob!.gateway.token, "me")).status, 200);
 });
 
-test("tenant state directories are 0700 under each tenant's own uid; the config holds no secret", {
+test("tenant directories are 0700 under each tenant's own uid, each encrypted with its own key; the config holds no secret", {
   skip,
 }, async () => {
   const { stat, readFile } = await import("node:fs/promises");
-  const a = await stat(join(settings.tenantsDir, "alice"));
-  const b = await stat(join(settings.tenantsDir, "bob"));
+  const dirA = String((await platform!.driver.status("alice")).details.directory);
+  const dirB = String((await platform!.driver.status("bob")).details.directory);
+  dirs.alice = dirA;
+  const a = await stat(dirA);
+  const b = await stat(dirB);
   assert.equal(a.mode & 0o777, 0o700);
   assert.notEqual(a.uid, b.uid);
-  const cfg = await readFile(join(settings.tenantsDir, "alice", "state", "openclaw.json"), "utf8");
+  const { LocalVolumes } = await import("../src/runtime/local/volume.ts");
+  const v = new LocalVolumes({
+    imagesRoot: join(home, "volumes", "images"),
+    mountsRoot: join(home, "volumes", "mnt"),
+  });
+  const mnt = join(home, "volumes", "mnt", "starter-pool");
+  const pa = await v.policyOf({ mountpoint: mnt, dir: dirA });
+  const pb = await v.policyOf({ mountpoint: mnt, dir: dirB });
+  assert.ok(pa && pb, "both directories carry an fscrypt policy");
+  assert.notEqual(pa.keyIdentifier, pb.keyIdentifier, "each tenant has its own key");
+  const cfg = await readFile(join(dirA, "state", "openclaw.json"), "utf8");
   assert.ok(!cfg.includes(created.alice!.gateway.token));
   assert.ok(!cfg.includes("provider-key"));
 });
@@ -179,7 +193,8 @@ test("delete: the gateway process and the tenant's directory are gone", { skip }
   while (platform!.store.get("alice") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
   assert.equal(platform!.store.get("alice"), undefined);
   assert.deepEqual(await pidsOfUid(uid), []);
-  assert.equal(existsSync(join(settings.tenantsDir, "alice")), false);
+  assert.ok(dirs.alice);
+  assert.equal(existsSync(dirs.alice), false);
   assert.equal(existsSync(`/tmp/openclaw-state-locks-${uid}`), false);
   // bob is untouched.
   assert.equal((await chat(created.bob!.gateway.url, created.bob!.gateway.token, "still here")).status, 200);

@@ -4,6 +4,7 @@ import { startPlatform } from "../control/platform.ts";
 import type { InstanceView, TenantView } from "../control/tenants.ts";
 import { ClawkeepError } from "../core/errors.ts";
 import { TIERS } from "../core/tenant.ts";
+import { registerKmsCommands } from "../kms/cli.ts";
 import { createLogger } from "../lib/log.ts";
 import { findRuntime, installRuntime } from "../openclaw/runtime.ts";
 import { AdminClient } from "./admin-client.ts";
@@ -129,6 +130,8 @@ export function buildCli(): Command {
       );
       if (!rt) process.exitCode = 1;
     });
+
+  registerKmsCommands(program);
 
   const tenant = program.command("tenant").description("manage tenants (operator)");
   tenant

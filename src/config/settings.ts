@@ -35,6 +35,26 @@ export interface Settings {
   gatewayHost: string;
   llm: { baseUrl: string; apiKey: string; model: string } | null;
   logLevel: string;
+  /**
+   * "auto": Starter tenants run as host processes on the encrypted Starter pool volume,
+   * Premium/Enterprise in containers with their own volume, network namespace and egress proxy.
+   * "off": every tier as plain host processes (development machines without runc/fscrypt).
+   */
+  sandbox: "auto" | "off";
+  /** First two octets of the /16 the tenants' network namespaces live in. */
+  tenantNetPrefix: string;
+  /** Host uid that container uid 0 of slot 0 maps to; each slot takes 65536 ids. */
+  idMapBase: number;
+  starterPoolBytes: number;
+  egress: {
+    port: number;
+    /** Host names every tenant may reach besides the built-in LLM and chat hosts. */
+    allow: string[];
+    /** Pinned answers for host names (JSON object host -> [addresses]). */
+    staticHosts: Record<string, string[]>;
+    /** FOR TESTS ONLY: CIDR ranges let through the anti-SSRF check. */
+    testOnlyPermitRanges: string[];
+  };
 }
 
 function int(env: NodeJS.ProcessEnv, key: string, fallback: number, min: number, max: number): number {
@@ -113,5 +133,64 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
         }
       : null,
     logLevel: env.CLAWKEEP_LOG_LEVEL || "info",
+    sandbox: sandbox(env),
+    tenantNetPrefix: prefix16(env),
+    idMapBase: int(env, "CLAWKEEP_IDMAP_BASE", 1_000_000, 100_000, 2 ** 31),
+    starterPoolBytes: int(env, "CLAWKEEP_STARTER_POOL_MIB", 16384, 64, 16 * 1024 * 1024) * 1024 * 1024,
+    egress: {
+      port: int(env, "CLAWKEEP_EGRESS_PORT", 3128, 1, 65535),
+      allow: list(env.CLAWKEEP_EGRESS_ALLOW),
+      staticHosts: jsonMap(env, "CLAWKEEP_EGRESS_STATIC_HOSTS"),
+      testOnlyPermitRanges: list(env.CLAWKEEP_EGRESS_TEST_ONLY_PERMIT),
+    },
   };
+}
+
+function sandbox(env: NodeJS.ProcessEnv): "auto" | "off" {
+  const v = env.CLAWKEEP_SANDBOX || "auto";
+  if (v !== "auto" && v !== "off") {
+    throw new ValidationError(
+      "invalid_request",
+      `CLAWKEEP_SANDBOX must be auto or off, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v;
+}
+
+function prefix16(env: NodeJS.ProcessEnv): string {
+  const v = env.CLAWKEEP_TENANT_NET_PREFIX || "198.19";
+  const m = /^(\d{1,3})\.(\d{1,3})$/.exec(v);
+  if (!m || Number(m[1]) > 255 || Number(m[2]) > 255) {
+    throw new ValidationError(
+      "invalid_request",
+      `CLAWKEEP_TENANT_NET_PREFIX must be two octets like 198.19, got ${JSON.stringify(v)}`,
+    );
+  }
+  return v;
+}
+
+function list(raw: string | undefined): string[] {
+  return (raw ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+}
+
+function jsonMap(env: NodeJS.ProcessEnv, key: string): Record<string, string[]> {
+  const raw = env[key];
+  if (!raw) return {};
+  try {
+    const v = JSON.parse(raw) as unknown;
+    if (
+      typeof v === "object" &&
+      v !== null &&
+      !Array.isArray(v) &&
+      Object.values(v).every((a) => Array.isArray(a) && a.every((x) => typeof x === "string"))
+    ) {
+      return v as Record<string, string[]>;
+    }
+  } catch {
+    // fall through
+  }
+  throw new ValidationError("invalid_request", `${key} must be a JSON object of host -> [addresses]`);
 }

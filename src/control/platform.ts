@@ -3,7 +3,9 @@ import { createServer, type Server } from "node:http";
 import { dirname } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import type { Settings } from "../config/settings.ts";
-import { LocalKeyService } from "../kms/local.ts";
+import { defaultKmsPaths } from "../kms/cli.ts";
+import { isTenantKeyService } from "../kms/index.ts";
+import { startKmsProcess } from "../kms/supervisor.ts";
 import type { KeyService } from "../kms/types.ts";
 import type { Logger } from "../lib/log.ts";
 import { type EchoProvider, startEchoProvider } from "../llm/echo-provider.ts";
@@ -14,6 +16,7 @@ import { openDatabase } from "../store/db.ts";
 import { TenantStore } from "../store/tenants.ts";
 import { createApi } from "./api.ts";
 import { Reconciler } from "./reconciler.ts";
+import { buildSandboxDrivers } from "./sandbox.ts";
 import { TenantService } from "./tenants.ts";
 
 export interface Platform {
@@ -28,8 +31,11 @@ export interface Platform {
   adminSocket: string;
   /** The demo LLM provider, when no provider was configured. */
   demoProvider: EchoProvider | null;
-  /** Stops the control plane. Gateways keep running unless stopGateways is set. */
-  close(opts?: { stopGateways?: boolean }): Promise<void>;
+  /**
+   * Stops the control plane. Gateways keep running (to be adopted) unless stopGateways is set;
+   * teardown (tests, uninstall) stops them and also removes the host-wide network and mounts.
+   */
+  close(opts?: { stopGateways?: boolean; teardown?: boolean }): Promise<void>;
 }
 
 function listen(server: Server, target: { port: number; host: string } | string): Promise<void> {
@@ -57,8 +63,11 @@ export async function startPlatform(
   opts: { progress?: (line: string) => void; kms?: KeyService; driver?: RuntimeDriver } = {},
 ): Promise<Platform> {
   const cleanups: Array<() => Promise<void> | void> = [];
+  let teardown = false;
   try {
     await mkdir(settings.home, { recursive: true, mode: 0o711 });
+    // Search permission only: tenant uids pass through to their own directories below.
+    await chmod(settings.home, 0o711);
     const runtime = await ensureRuntime(settings, { progress: opts.progress ?? ((l) => log.info(l)) });
 
     const db = openDatabase(settings.dbPath);
@@ -66,8 +75,14 @@ export async function startPlatform(
       db.close();
     });
     const store = new TenantStore(db);
-    const kms = opts.kms ?? (await LocalKeyService.open(settings.kmsDir));
-    cleanups.push(() => kms.close());
+    let kms: KeyService;
+    if (opts.kms) {
+      kms = opts.kms;
+    } else {
+      const proc = await startKmsProcess({ ...defaultKmsPaths(settings), log });
+      cleanups.push(() => proc.stop());
+      kms = proc.client;
+    }
 
     let demoProvider: EchoProvider | null = null;
     let llm = settings.llm;
@@ -77,13 +92,18 @@ export async function startPlatform(
       llm = { baseUrl: demoProvider.url, apiKey: "demo", model: demoProvider.model };
       log.warn(
         { url: demoProvider.url },
-        "no LLM provider configured (CLAWKEEP_LLM_BASE_URL): gateways use the built-in demo provider, which echoes",
+        "no LLM provider configured (CLAWKEEP_LLM_BASE_URL): Starter gateways use the built-in demo provider, which echoes",
       );
     }
 
-    const driver =
-      opts.driver ??
-      new HostProcessDriver({
+    let driver: RuntimeDriver;
+    if (opts.driver) {
+      driver = opts.driver;
+    } else if (settings.sandbox === "off" || !isTenantKeyService(kms)) {
+      log.warn(
+        "sandbox off: every tier runs as plain host processes, without containers or encrypted volumes",
+      );
+      driver = new HostProcessDriver({
         tenantsDir: settings.tenantsDir,
         runDir: settings.runDir,
         logsDir: settings.logsDir,
@@ -94,6 +114,11 @@ export async function startPlatform(
         gatewayHost: settings.gatewayHost,
         log,
       });
+    } else {
+      const sandbox = await buildSandboxDrivers({ settings, runtime, kms, log });
+      cleanups.push(() => sandbox.close({ teardown }));
+      driver = sandbox.driver;
+    }
 
     const reconciler = new Reconciler({
       store,
@@ -143,7 +168,8 @@ export async function startPlatform(
       demoProvider,
       async close(o = {}) {
         await reconciler.stop();
-        if (o.stopGateways) {
+        teardown = o.teardown === true;
+        if (o.stopGateways || o.teardown) {
           for (const inst of await driver.list()) await driver.stop(inst.name).catch(() => {});
         }
         for (const fn of cleanups.reverse()) await fn();

@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { AuthError, ClawkeepError, ConflictError, NotFoundError } from "../core/errors.ts";
 import { planFor } from "../core/plans.ts";
 import { newTenant, parseTenantName, parseTier, type Tenant, trialStatus } from "../core/tenant.ts";
+import { ensureTenantKeys } from "../kms/index.ts";
 import type { KeyService } from "../kms/types.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
 import type { ApiTokenRecord, TenantEvent, TenantStore } from "../store/tenants.ts";
@@ -129,6 +130,8 @@ export class TenantService {
     const id = `tnt_${randomUUID().replaceAll("-", "")}`;
     const gatewayToken = newSecretToken("");
     const apiToken = newSecretToken("ckt_");
+    // The tenant's key tree first (its KEK, volume and secrets keys); idempotent.
+    await ensureTenantKeys(kms, id, tier);
     const sealed = await kms.seal(Buffer.from(gatewayToken), {
       tenantId: id,
       purpose: GATEWAY_TOKEN_PURPOSE,

@@ -4,6 +4,7 @@ import { EgressError } from "./errors.ts";
 import { isIpLiteral } from "./ip.ts";
 import { compilePolicy, type EgressPolicy, parsePermitRanges } from "./policy.ts";
 import type { EgressProxyOptions } from "./proxy.ts";
+import { systemResolve } from "./proxy.ts";
 
 /**
  * The egress proxy process's configuration file (JSON), read once at start by main.ts. The
@@ -34,6 +35,13 @@ export const EgressConfigSchema = z.strictObject({
   connectTimeoutMs: Ms.optional(),
   dnsTimeoutMs: Ms.optional(),
   recentLogSize: z.number().int().min(1).max(1_000_000).optional(),
+  /**
+   * Fixed answers for host names, checked before DNS (an operator pinning a provider's address,
+   * or the tests' fake internet, which no DNS knows). The answers still pass the address check.
+   */
+  staticHosts: z
+    .record(z.string(), z.array(z.string().refine(isIpLiteral, { message: "must be an IP address" })).min(1))
+    .optional(),
   /** FOR TESTS ONLY: CIDR ranges let through the anti-SSRF check. */
   testOnlyPermitRanges: z.array(z.string()).optional(),
 });
@@ -70,9 +78,13 @@ export function parseEgressConfig(text: string): EgressConfig {
   return validateEgressConfig(raw);
 }
 
-/** The proxy options a configuration describes (the resolver is the system's). */
+/** The proxy options a configuration describes (static hosts first, then the system's resolver). */
 export function proxyOptionsFromConfig(config: EgressConfig): EgressProxyOptions {
+  const pinned = new Map(Object.entries(config.staticHosts ?? {}).map(([h, a]) => [h.toLowerCase(), a]));
   return {
+    ...(pinned.size
+      ? { resolve: async (host: string) => pinned.get(host.toLowerCase()) ?? systemResolve(host) }
+      : {}),
     listen: config.listen,
     adminSocket: config.adminSocket,
     logFile: config.logFile,

@@ -4,7 +4,10 @@ import { startEchoProvider, userWords } from "./echo-provider.ts";
 
 test("userWords keeps what the person typed out of OpenClaw's wrapping", () => {
   assert.equal(userWords("[Sat 2026-11-28 19:34 UTC] hello there\n\nRuntime: agent=main | x"), "hello there");
-  assert.equal(userWords("<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>\nstuff\n<<<END_OPENCLAW_INTERNAL_CONTEXT>>>"), "");
+  assert.equal(
+    userWords("<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>\nstuff\n<<<END_OPENCLAW_INTERNAL_CONTEXT>>>"),
+    "",
+  );
   assert.equal(userWords("plain"), "plain");
 });
 
@@ -16,16 +19,30 @@ test("the provider answers plain and streamed chats, lists its model, and checks
       messages: [
         { role: "system", content: "sys" },
         { role: "user", content: "[Sat 2026-11-28 19:34 UTC] hi\n\nRuntime: x" },
-        { role: "user", content: [{ type: "text", text: "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>x<<<END_OPENCLAW_INTERNAL_CONTEXT>>>" }] },
+        {
+          role: "user",
+          content: [
+            {
+              type: "text",
+              text: "<<<BEGIN_OPENCLAW_INTERNAL_CONTEXT>>>x<<<END_OPENCLAW_INTERNAL_CONTEXT>>>",
+            },
+          ],
+        },
       ],
     });
     const h = { authorization: "Bearer k", "content-type": "application/json" };
-    const plain = (await (await fetch(`${p.url}/chat/completions`, { method: "POST", headers: h, body })).json()) as {
+    const plain = (await (
+      await fetch(`${p.url}/chat/completions`, { method: "POST", headers: h, body })
+    ).json()) as {
       choices: { message: { content: string } }[];
     };
     assert.equal(plain.choices[0]!.message.content, "r: hi");
     const sse = await (
-      await fetch(`${p.url}/chat/completions`, { method: "POST", headers: h, body: body.replace("{", '{"stream":true,') })
+      await fetch(`${p.url}/chat/completions`, {
+        method: "POST",
+        headers: h,
+        body: body.replace("{", '{"stream":true,'),
+      })
     ).text();
     assert.match(sse, /"content":"r: hi"/);
     assert.match(sse, /data: \[DONE\]/);

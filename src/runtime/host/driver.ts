@@ -13,6 +13,7 @@ import {
   renderOpenClawConfigFile,
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
+import type { TenantVolumes } from "../local/types.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
 
 export interface HostDriverOptions {
@@ -29,6 +30,11 @@ export interface HostDriverOptions {
   /** Host the control plane and users reach gateways at. Gateways bind to loopback. */
   gatewayHost: string;
   stopGraceMs?: number;
+  /**
+   * Where tenant directories live. When set (the encrypted Starter pool), each tenant directory
+   * is `tenantsDir/<name>` on it, unlocked only while its gateway runs.
+   */
+  volumes?: TenantVolumes;
   log?: Logger;
 }
 
@@ -162,6 +168,9 @@ export class HostProcessDriver implements RuntimeDriver {
     const port = this.#port(spec.slot);
     const dir = this.#dir(name);
     const p = this.#paths(name);
+    const opened = this.#o.volumes ? await this.#o.volumes.open(spec, uid, _signal) : dir;
+    if (opened !== dir)
+      throw new ClawkeepError("runtime_failed", `volume of ${name} opened at ${opened}, expected ${dir}`);
     for (const d of [dir, p.stateDir, p.home, p.tmpDir, p.workspaceDir, dirname(p.logFile)]) {
       await mkdir(d, { recursive: true, mode: 0o700 });
       await chown(d, uid, uid);
@@ -176,6 +185,8 @@ export class HostProcessDriver implements RuntimeDriver {
     await chown(tmp, 0, 0);
     await rename(tmp, p.configPath);
     const rec = await this.#readRecord(name);
+    // The data stays locked unless the gateway runs.
+    if (this.#o.volumes && !(await this.#alive(rec))) await this.#o.volumes.close(name);
     if (!rec) {
       await this.#writeRecord({
         name,
@@ -206,6 +217,7 @@ export class HostProcessDriver implements RuntimeDriver {
     signal_?.throwIfAborted();
     // A gateway killed hard leaves children (its spawn broker runs in a session of its own).
     await this.#killUid(rec.uid, "SIGKILL", 5000);
+    if (this.#o.volumes) await this.#o.volumes.open(spec, rec.uid, signal_);
     const p = this.#paths(name);
     const logPath = this.#logPath(name);
     const st = await stat(logPath).catch(() => undefined);
@@ -278,11 +290,13 @@ export class HostProcessDriver implements RuntimeDriver {
         `${left} processes of ${name} (uid ${rec.uid}) survived SIGKILL`,
       );
     await this.#writeRecord({ ...rec, pid: null, startTicks: null, startedAt: null });
+    await this.#o.volumes?.close(name, signal_);
   }
 
   async delete(name: string, signal_?: AbortSignal): Promise<void> {
     const rec = await this.#readRecord(name);
     if (rec) await this.stop(name, signal_);
+    if (this.#o.volumes) await this.#o.volumes.destroy(name, signal_);
     await rm(this.#dir(name), { recursive: true, force: true });
     await rm(this.#logPath(name), { force: true });
     await rm(`${this.#logPath(name)}.1`, { force: true });

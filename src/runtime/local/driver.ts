@@ -177,6 +177,12 @@ export class ContainerDriver implements RuntimeDriver {
     }
   }
 
+  /** Puts the ruleset and the proxy's policy back in line with the running containers (start-up). */
+  async resync(): Promise<void> {
+    await this.#prepare();
+    await this.#syncNetwork();
+  }
+
   /** Re-renders and applies the whole ruleset and tells the egress proxy who is where. */
   async #syncNetwork(extra?: Record_, without?: string): Promise<void> {
     const recs = (await this.#records()).filter((r) => r.name !== without && r.name !== extra?.name);
