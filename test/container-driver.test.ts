@@ -266,7 +266,7 @@ describe("container sandboxes", { skip }, () => {
       () => undefined,
     );
     assert.ok(
-      !r || r.status !== 200 || !r.content?.includes("internet-llm"),
+      r?.status !== 200 || !r.content?.includes("internet-llm"),
       "C's chat never reached the internet LLM",
     );
     const cc = proxy.allCounters().tenants.find((t) => t.tenant === "c");
