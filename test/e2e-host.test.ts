@@ -5,10 +5,12 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loadSettings, type Settings } from "../src/config/settings.ts";
 import { type Platform, startPlatform } from "../src/control/platform.ts";
+import type { TenantKeyService } from "../src/kms/service.types.ts";
+import { execFile } from "../src/lib/exec.ts";
 import { createLogger } from "../src/lib/log.ts";
 import { pidsOfUid } from "../src/lib/procfs.ts";
 import { type EchoProvider, startEchoProvider } from "../src/llm/echo-provider.ts";
-import { chat, gatewayProcesses, needsRoot } from "./support.ts";
+import { chat, filesUnder, gatewayProcesses, needsRoot, scanFile } from "./support.ts";
 
 /**
  * End to end with real OpenClaw gateways on the host-process driver: two tenants created through
@@ -39,6 +41,7 @@ before(async () => {
     CLAWKEEP_LLM_API_KEY: "provider-key",
     CLAWKEEP_LLM_MODEL: provider.model,
     CLAWKEEP_RECONCILE_INTERVAL_MS: "500",
+    CLAWKEEP_STARTER_POOL_MIB: "512",
   });
   platform = await startPlatform(settings, log);
 });
@@ -181,9 +184,17 @@ test("a restarted control plane adopts both gateways: same processes, one each",
   }
 });
 
-test("delete: the gateway process and the tenant's directory are gone", { skip }, async () => {
+test("delete shreds: the process and directory are gone, the key service refuses the key, and a copy of the volume taken before stays unreadable", {
+  skip,
+}, async () => {
   const t = platform!.store.get("alice")!;
   const uid = UID_BASE + t.slot;
+  const kms = platform!.kms as TenantKeyService;
+  const aliceKey = await kms.getVolumeKey(t.id);
+  const pool = join(home, "volumes", "images", "starter-pool.img");
+  const copy = join(home, "pool-copy.img");
+  await execFile(["cp", "--sparse=always", pool, copy]);
+
   const res = await fetch(`${platform!.apiUrl}/v1/tenants/alice`, {
     method: "DELETE",
     headers: { authorization: `Bearer ${created.alice!.apiToken}` },
@@ -196,6 +207,57 @@ test("delete: the gateway process and the tenant's directory are gone", { skip }
   assert.ok(dirs.alice);
   assert.equal(existsSync(dirs.alice), false);
   assert.equal(existsSync(`/tmp/openclaw-state-locks-${uid}`), false);
+  // Nothing the platform holds can unwrap alice's key any more.
+  await assert.rejects(kms.getVolumeKey(t.id), /destroyed|unknown/);
+
+  // The copy holds alice's conversation only as ciphertext...
+  const needles = { key: aliceKey, chat: Buffer.from("hello from alice") };
+  assert.deepEqual(await scanFile(copy, needles), []);
+  // ...and (control) the key the platform no longer has would still open it: the key is all that protects it.
+  const { LocalVolumes } = await import("../src/runtime/local/volume.ts");
+  const v = new LocalVolumes({ imagesRoot: home, mountsRoot: join(home, "copy-mnt") });
+  const mnt = join(home, "copy-mnt", "m");
+  await v.mountVolume({ image: copy, mountpoint: mnt });
+  try {
+    const dir = join(mnt, "tenants", "alice");
+    await v.unlockDir({ mountpoint: mnt, dir, key: Buffer.from(aliceKey) });
+    const found = await execFile(["grep", "-rl", "hello from alice", dir]).catch(() => "");
+    assert.ok(found.length > 0, "with the destroyed key the copy decrypts: the data was there");
+  } finally {
+    await v.deleteVolume({ image: copy, mountpoint: mnt }).catch(() => {});
+    aliceKey.fill(0);
+  }
   // bob is untouched.
   assert.equal((await chat(created.bob!.gateway.url, created.bob!.gateway.token, "still here")).status, 200);
+});
+
+test("key material and tenant plaintext are nowhere on disk: images, database, key store, logs, runtime", {
+  skip,
+}, async () => {
+  const bob = platform!.store.get("bob")!;
+  const kms = platform!.kms as TenantKeyService;
+  const key = await kms.getVolumeKey(bob.id);
+  platform!.tenants.setDesired({ kind: "operator" }, "bob", "suspend");
+  const deadline = Date.now() + 60_000;
+  while (platform!.store.get("bob")?.actual !== "suspended" && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 200));
+  assert.equal(platform!.store.get("bob")?.actual, "suspended");
+  const needles: Record<string, Buffer> = {
+    "bob volume key": key,
+    "bob volume key (hex)": Buffer.from(key.toString("hex")),
+    "bob gateway token": Buffer.from(created.bob!.gateway.token),
+    "bob API token": Buffer.from(created.bob!.apiToken),
+    "bob chat": Buffer.from("hello from bob"),
+  };
+  const hits: string[] = [];
+  for (const f of await filesUnder(home))
+    for (const n of await scanFile(f, needles)) hits.push(`${n} in ${f}`);
+  const fresh = await execFile(["find", settings.runtimeDir, "-newer", join(home, "control"), "-type", "f"]);
+  assert.equal(fresh.trim(), "", "nothing written into the runtime directory");
+  assert.deepEqual(hits, []);
+  // Control: the same scan finds plaintext written to an unencrypted file.
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(join(home, "control-plain.txt"), "xx hello from bob xx");
+  assert.deepEqual(await scanFile(join(home, "control-plain.txt"), needles), ["bob chat"]);
+  key.fill(0);
 });

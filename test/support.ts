@@ -1,4 +1,5 @@
-import { readFile } from "node:fs/promises";
+import { open, readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { pidsOfUid } from "../src/lib/procfs.ts";
 
 /** Why a root-only integration test cannot run here, or undefined when it can. */
@@ -46,4 +47,40 @@ export async function chat(
     content = undefined;
   }
   return { status: res.status, text, content };
+}
+
+/** Every regular file below dir (no symlinks followed, mounts included). */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else if (e.isFile()) out.push(p);
+  }
+  return out;
+}
+
+/** Names of the needles found in a file, read in overlapping chunks (files may be large and sparse). */
+export async function scanFile(path: string, needles: Record<string, Buffer>): Promise<string[]> {
+  const found = new Set<string>();
+  const overlap = Math.max(...Object.values(needles).map((n) => n.length));
+  const fh = await open(path, "r").catch(() => undefined);
+  if (!fh) return [];
+  try {
+    const chunk = Buffer.alloc(8 * 1024 * 1024);
+    let pos = 0;
+    let carry = Buffer.alloc(0);
+    for (;;) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, pos);
+      if (bytesRead === 0) break;
+      const buf = Buffer.concat([carry, chunk.subarray(0, bytesRead)]);
+      for (const [name, n] of Object.entries(needles))
+        if (!found.has(name) && buf.includes(n)) found.add(name);
+      carry = Buffer.from(buf.subarray(Math.max(0, buf.length - overlap + 1)));
+      pos += bytesRead;
+    }
+  } finally {
+    await fh.close();
+  }
+  return [...found];
 }

@@ -22,6 +22,8 @@ import { TenantService } from "./tenants.ts";
 export interface Platform {
   settings: Settings;
   store: TenantStore;
+  /** The key service client (the isolated KMS process unless one was injected). */
+  kms: KeyService;
   driver: RuntimeDriver;
   reconciler: Reconciler;
   tenants: TenantService;
@@ -159,6 +161,7 @@ export async function startPlatform(
     return {
       settings,
       store,
+      kms,
       driver,
       reconciler,
       tenants,

@@ -1,11 +1,12 @@
 import { spawn } from "node:child_process";
-import { createReadStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { chmod, chown, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
 import { pidsOfUid, procInfo, signal } from "../../lib/procfs.ts";
+import { tailFile } from "../../lib/tail.ts";
 import {
   gatewayArgs,
   type InstancePaths,
@@ -82,8 +83,12 @@ export class HostProcessDriver implements RuntimeDriver {
   #recordPath(name: string): string {
     return join(this.#o.runDir, "instances", `${parseTenantName(name)}.json`);
   }
+  /**
+   * The gateway's stdout and stderr: inside the tenant's own (encrypted) directory, root-owned,
+   * because OpenClaw prints conversation content there.
+   */
   #logPath(name: string): string {
-    return join(this.#o.logsDir, `${parseTenantName(name)}.log`);
+    return join(this.#dir(name), "gateway.log");
   }
   #paths(name: string): InstancePaths {
     const dir = this.#dir(name);
@@ -298,8 +303,6 @@ export class HostProcessDriver implements RuntimeDriver {
     if (rec) await this.stop(name, signal_);
     if (this.#o.volumes) await this.#o.volumes.destroy(name, signal_);
     await rm(this.#dir(name), { recursive: true, force: true });
-    await rm(this.#logPath(name), { force: true });
-    await rm(`${this.#logPath(name)}.1`, { force: true });
     if (rec) {
       // OpenClaw keeps lock files in /tmp/openclaw-state-locks-<uid> whatever TMPDIR says.
       await rm(`/tmp/openclaw-state-locks-${rec.uid}`, { recursive: true, force: true });
@@ -332,12 +335,6 @@ export class HostProcessDriver implements RuntimeDriver {
   }
 
   async logTail(name: string, maxLines = 20): Promise<string> {
-    const path = this.#logPath(name);
-    const st = await stat(path).catch(() => undefined);
-    if (!st) return "";
-    const start = Math.max(0, st.size - 64 * 1024);
-    const chunks: Buffer[] = [];
-    for await (const c of createReadStream(path, { start })) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString("utf8").trimEnd().split("\n").slice(-maxLines).join("\n");
+    return tailFile(this.#logPath(name), maxLines);
   }
 }

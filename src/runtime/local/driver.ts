@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { createReadStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import {
   chmod,
   chown,
@@ -18,6 +18,7 @@ import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
 import { ExecError, execFile } from "../../lib/exec.ts";
+import { tailFile } from "../../lib/tail.ts";
 import {
   gatewayArgs,
   type InstancePaths,
@@ -84,6 +85,8 @@ interface Record_ {
   slot: number;
   airGapped: boolean;
   idMapBase: number;
+  /** Host path of the tenant's data directory (on its volume). */
+  dataDir: string;
 }
 
 const CONTAINER_UID = 1000;
@@ -117,8 +120,13 @@ export class ContainerDriver implements RuntimeDriver {
   #runcRoot(): string {
     return join(this.#o.secretsDir, this.#o.oci);
   }
-  #logPath(name: string): string {
-    return join(this.#o.logsDir, `${parseTenantName(name)}.log`);
+  /**
+   * The gateway's stdout and stderr: on the tenant's own encrypted volume, root-owned, because
+   * OpenClaw prints conversation content there. Unreadable while the volume is locked.
+   */
+  async #logPath(name: string): Promise<string | undefined> {
+    const rec = await this.#record(name);
+    return rec?.dataDir ? join(rec.dataDir, "gateway.log") : undefined;
   }
   #idBase(slot: number): number {
     return this.#o.idMapBase + slot * 65536;
@@ -287,6 +295,7 @@ export class ContainerDriver implements RuntimeDriver {
       slot: spec.slot,
       airGapped: !spec.plan.egress,
       idMapBase: this.#idBase(spec.slot),
+      dataDir: data,
     };
     await writeFile(join(dir, "record.json.tmp"), `${JSON.stringify(rec)}\n`, { mode: 0o600 });
     await rename(join(dir, "record.json.tmp"), join(dir, "record.json"));
@@ -377,7 +386,7 @@ export class ContainerDriver implements RuntimeDriver {
     // only, and goes with stop().
     await writeFile(join(bundle, "config.json"), JSON.stringify(oci), { mode: 0o600 });
 
-    const logPath = this.#logPath(name);
+    const logPath = join(data, "gateway.log");
     const st = await stat(logPath).catch(() => undefined);
     if (st && st.size > 5 * 1024 * 1024) await rename(logPath, `${logPath}.1`);
     const out = await open(logPath, "a", 0o600);
@@ -449,8 +458,6 @@ export class ContainerDriver implements RuntimeDriver {
     await this.stop(name, signal);
     await this.#o.volumes.destroy(name, signal);
     await rm(this.#dir(name), { recursive: true, force: true });
-    await rm(this.#logPath(name), { force: true });
-    await rm(`${this.#logPath(name)}.1`, { force: true });
   }
 
   async status(name: string): Promise<InstanceStatus> {
@@ -498,13 +505,8 @@ export class ContainerDriver implements RuntimeDriver {
   }
 
   async logTail(name: string, maxLines = 20): Promise<string> {
-    const path = this.#logPath(name);
-    const st = await stat(path).catch(() => undefined);
-    if (!st) return "";
-    const chunks: Buffer[] = [];
-    for await (const c of createReadStream(path, { start: Math.max(0, st.size - 64 * 1024) }))
-      chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString("utf8").trimEnd().split("\n").slice(-maxLines).join("\n");
+    const path = await this.#logPath(name);
+    return path ? tailFile(path, maxLines) : "";
   }
 
   /** Removes what the driver set up for all tenants: the secrets tmpfs. Only when no container runs. */
