@@ -47,7 +47,6 @@ await chmod(home, 0o711);
 const host = new HostProcessDriver({
   tenantsDir: join(home, "tenants"),
   runDir: join(home, "run"),
-  logsDir: join(home, "logs"),
   runtime,
   portBase: 35000,
   portStride: 200,
@@ -57,7 +56,6 @@ const host = new HostProcessDriver({
 const containers = new ContainerDriver({
   containersDir: join(home, "containers"),
   secretsDir: join(home, "secrets"),
-  logsDir: join(home, "clogs"),
   runtime,
   oci: await detectOciRuntime(),
   network: net,

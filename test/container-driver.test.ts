@@ -87,7 +87,6 @@ function makeDriver(): ContainerDriver {
   return new ContainerDriver({
     containersDir: join(home, "containers"),
     secretsDir: join(home, "secrets"),
-    logsDir: join(home, "logs"),
     runtime,
     oci: ociName,
     network: net,
@@ -296,7 +295,8 @@ describe("container sandboxes", { skip }, () => {
     assert.match(await sh("unshare -U true"), /Operation not permitted/);
     assert.match(await sh("mount -t tmpfs x /tmp"), /rc=(32|1)/);
     // keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0): EPERM (1) only where seccomp denies it.
-    const py = "import ctypes;l=ctypes.CDLL(None,use_errno=True);r=l.syscall(250,0,-3,0,0,0);print('keyctl',r,ctypes.get_errno())";
+    const py =
+      "import ctypes;l=ctypes.CDLL(None,use_errno=True);r=l.syscall(250,0,-3,0,0,0);print('keyctl',r,ctypes.get_errno())";
     assert.match(await sh(`/usr/bin/python3 -c "${py}"`), /keyctl -1 1\b/, "keyctl is EPERM inside");
     const onHost = await execFile(["/usr/bin/python3", "-c", py]);
     assert.doesNotMatch(onHost, /keyctl -1 1\b/, "control: keyctl is not EPERM on the host");

@@ -41,7 +41,6 @@ const make = () =>
   new HostProcessDriver({
     tenantsDir: join(home, "tenants"),
     runDir: join(home, "run"),
-    logsDir: join(home, "logs"),
     runtime,
     portBase: 33000,
     portStride: 200,

@@ -108,7 +108,6 @@ export async function startPlatform(
       driver = new HostProcessDriver({
         tenantsDir: settings.tenantsDir,
         runDir: settings.runDir,
-        logsDir: settings.logsDir,
         runtime,
         portBase: settings.portBase,
         portStride: settings.portStride,

@@ -70,7 +70,6 @@ export async function buildSandboxDrivers(o: {
   const host = new HostProcessDriver({
     tenantsDir: pool.tenantsDir,
     runDir: settings.runDir,
-    logsDir: settings.logsDir,
     runtime,
     portBase: settings.portBase,
     portStride: settings.portStride,
@@ -91,6 +90,7 @@ export async function buildSandboxDrivers(o: {
   // The egress proxy: its own process, listening on the bridge's host address only.
   const egressDir = join(settings.home, "egress");
   await mkdir(egressDir, { recursive: true, mode: 0o700 });
+  await mkdir(settings.logsDir, { recursive: true, mode: 0o700 });
   const configPath = join(egressDir, "config.json");
   await writeFile(
     configPath,
@@ -142,7 +142,6 @@ export async function buildSandboxDrivers(o: {
   const containers = new ContainerDriver({
     containersDir: join(settings.home, "containers"),
     secretsDir: join(settings.runDir, "secrets"),
-    logsDir: settings.logsDir,
     runtime,
     oci: await detectOciRuntime(),
     network,

@@ -22,8 +22,6 @@ export interface HostDriverOptions {
   tenantsDir: string;
   /** Root-owned bookkeeping: one run record per instance. */
   runDir: string;
-  /** Root-owned gateway stdout/stderr logs. */
-  logsDir: string;
   runtime: OpenClawRuntime;
   portBase: number;
   portStride: number;
@@ -142,7 +140,7 @@ export class HostProcessDriver implements RuntimeDriver {
   }
 
   async #prepareRoots(): Promise<void> {
-    const { tenantsDir, runDir, logsDir } = this.#o;
+    const { tenantsDir, runDir } = this.#o;
     await mkdir(tenantsDir, { recursive: true, mode: 0o711 });
     await chown(tenantsDir, 0, 0);
     await chmod(tenantsDir, 0o711);
@@ -160,7 +158,6 @@ export class HostProcessDriver implements RuntimeDriver {
       }
     }
     await mkdir(join(runDir, "instances"), { recursive: true, mode: 0o700 });
-    await mkdir(logsDir, { recursive: true, mode: 0o700 });
     // OpenClaw prefers /tmp/openclaw when it can own it. A root-owned 0700 one makes every
     // gateway fall back to its own TMPDIR, so no tenant takes the shared name.
     await mkdir("/tmp/openclaw", { mode: 0o700 }).catch(() => {});

@@ -65,7 +65,6 @@ export interface ContainerDriverOptions {
   containersDir: string;
   /** A tmpfs the driver mounts (0700) for bundles and runtime state: config.json holds secrets. */
   secretsDir: string;
-  logsDir: string;
   runtime: OpenClawRuntime;
   oci: OciRuntimeName;
   network: NetworkConfig;
@@ -146,7 +145,7 @@ export class ContainerDriver implements RuntimeDriver {
   /** Mounts the secrets tmpfs and creates the bridge. Idempotent. */
   async #prepare(): Promise<void> {
     if (this.#prepared) return;
-    const { secretsDir, containersDir, logsDir } = this.#o;
+    const { secretsDir, containersDir } = this.#o;
     await mkdir(secretsDir, { recursive: true, mode: 0o700 });
     const mounts = await readFile("/proc/self/mountinfo", "utf8");
     if (!mounts.split("\n").some((l) => l.split(" ")[4] === secretsDir)) {
@@ -162,7 +161,6 @@ export class ContainerDriver implements RuntimeDriver {
     }
     await mkdir(join(secretsDir, "bundles"), { recursive: true, mode: 0o700 });
     await mkdir(containersDir, { recursive: true, mode: 0o711 });
-    await mkdir(logsDir, { recursive: true, mode: 0o700 });
     await ensureBridge(this.#o.network);
     this.#prepared = true;
   }
