@@ -13,6 +13,7 @@ import {
   symlink,
   writeFile,
 } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
@@ -43,6 +44,15 @@ import { renderOciSpec } from "./oci.ts";
 import type { EgressRegistry, TenantVolumes } from "./types.ts";
 
 export type OciRuntimeName = "runc" | "crun";
+
+/**
+ * A tenant's CPU quota: the plan's, but never every core of the host, so one tenant spinning
+ * cannot starve its neighbours' gateways (measured by bench/sandbox.ts: with the full 2 of 2
+ * cores a hog raised a neighbour's p99 by ~1.5x).
+ */
+export function cpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
+  return Math.max(0.5, Math.min(planCpus, hostCpus - 1));
+}
 
 /** runc works on hybrid (v1) cgroups; crun needs a cgroup v2 host. Picks what this host can run. */
 export async function detectOciRuntime(): Promise<OciRuntimeName> {
@@ -376,7 +386,7 @@ export class ContainerDriver implements RuntimeDriver {
         { destination: "/run", sizeBytes: 16 * 1024 * 1024 },
       ],
       memoryBytes: spec.plan.memoryBytes,
-      cpus: spec.plan.cpus,
+      cpus: cpuQuota(spec.plan.cpus),
       pids: spec.plan.pids,
       cgroupsPath: `/${this.#o.cgroupParent}/${name}`,
     });
