@@ -149,7 +149,7 @@ try {
     `ratio clawkeep / bare              ${(c / b).toFixed(3)}  (overhead ${(((c - b) / b) * 100).toFixed(1)} %, target < 5 %)`,
   );
 } finally {
-  await platform.close({ stopGateways: true });
+  await platform.close({ teardown: true });
   await killUid(BARE_UID);
   for (let s = 0; s < 4; s++) await killUid(UID_BASE + s);
   await provider.close();

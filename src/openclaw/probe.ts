@@ -31,7 +31,7 @@ export async function waitReady(
     if (opts.alive && !(await opts.alive())) {
       throw new ClawkeepError("runtime_failed", `gateway exited before it was ready (last probe: ${last})`);
     }
-    await new Promise((res) => setTimeout(res, opts.intervalMs ?? 250));
+    await new Promise((res) => setTimeout(res, opts.intervalMs ?? 100));
   }
   throw new ClawkeepError(
     "runtime_failed",

@@ -67,6 +67,7 @@ export interface RuntimeDriver {
   /**
    * Makes everything the instance needs except the running process: directories, config,
    * users, volumes, networks. Calling it again repairs and rewrites config; data is kept.
+   * An encrypted volume is left open for the start() that follows; stop() locks it.
    */
   create(spec: InstanceSpec, signal?: AbortSignal): Promise<InstanceStatus>;
 

@@ -187,8 +187,6 @@ export class HostProcessDriver implements RuntimeDriver {
     await chown(tmp, 0, 0);
     await rename(tmp, p.configPath);
     const rec = await this.#readRecord(name);
-    // The data stays locked unless the gateway runs.
-    if (this.#o.volumes && !(await this.#alive(rec))) await this.#o.volumes.close(name);
     if (!rec) {
       await this.#writeRecord({
         name,

@@ -273,30 +273,26 @@ export class ContainerDriver implements RuntimeDriver {
     await this.#writeRootfs(name);
     const owner = this.#idBase(spec.slot) + CONTAINER_UID;
     const data = await this.#o.volumes.open(spec, owner, signal);
-    try {
-      for (const sub of ["state", "state/logs", "home", "workspace"]) {
-        await mkdir(join(data, sub), { recursive: true, mode: 0o700 });
-        await chown(join(data, sub), owner, owner);
-      }
-      const cfg = join(data, "state", "openclaw.json");
-      await writeFile(
-        `${cfg}.tmp`,
-        renderOpenClawConfigFile({
-          port: this.#o.network.gatewayPort,
-          bind: "lan",
-          paths: this.#paths(),
-          llm: spec.llm,
-          ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
-        }),
-        {
-          mode: 0o444,
-        },
-      );
-      await rename(`${cfg}.tmp`, cfg);
-    } finally {
-      // The data stays locked unless the instance runs.
-      if ((await this.#state(name)).state !== "running") await this.#o.volumes.close(name, signal);
+    for (const sub of ["state", "state/logs", "home", "workspace"]) {
+      await mkdir(join(data, sub), { recursive: true, mode: 0o700 });
+      await chown(join(data, sub), owner, owner);
     }
+    const cfg = join(data, "state", "openclaw.json");
+    await writeFile(
+      `${cfg}.tmp`,
+      renderOpenClawConfigFile({
+        port: this.#o.network.gatewayPort,
+        bind: "lan",
+        paths: this.#paths(),
+        llm: spec.llm,
+        ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
+      }),
+      {
+        mode: 0o444,
+      },
+    );
+    await rename(`${cfg}.tmp`, cfg);
+
     const rec: Record_ = {
       name,
       tenantId: spec.tenantId,
