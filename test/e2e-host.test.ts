@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loadSettings, type Settings } from "../src/config/settings.ts";
@@ -24,7 +25,10 @@ let settings: Settings;
 let provider: EchoProvider;
 let platform: Platform | undefined;
 const log = createLogger(process.env.CLAWKEEP_TEST_LOG ?? "warn");
-const created: Record<string, { apiToken: string; gateway: { url: string; token: string } }> = {};
+const created: Record<
+  string,
+  { apiToken: string; gateway: { url: string; publicUrl: string | null; token: string } }
+> = {};
 const dirs: Record<string, string> = {};
 
 before(async () => {
@@ -42,6 +46,7 @@ before(async () => {
     CLAWKEEP_LLM_MODEL: provider.model,
     CLAWKEEP_RECONCILE_INTERVAL_MS: "500",
     CLAWKEEP_STARTER_POOL_MIB: "512",
+    CLAWKEEP_EDGE_LISTEN: "127.0.0.1:38443",
   });
   platform = await startPlatform(settings, log);
 });
@@ -115,6 +120,45 @@ test("alice's token is refused by bob's gateway", { skip }, async () => {
   assert.equal(r.status, 401);
   // Control: bob's own token passes on the same gateway.
   assert.equal((await chat(created.bob!.gateway.url, created.bob!.gateway.token, "me")).status, 200);
+});
+
+test("through the edge: TLS 1.3, a chat and a WebSocket upgrade reach the real gateway, an injection probe is blocked", {
+  skip,
+}, async () => {
+  const edge = platform!.edge!;
+  assert.ok(edge, "the edge runs");
+  const ca = await readFile(edge.caFile!, "utf8");
+  const url = new URL(created.bob!.gateway.publicUrl!);
+  // Wait until the edge routes bob (routes follow tenant state changes).
+  const deadline = Date.now() + 30_000;
+  let r = await viaEdge(url, ca, "GET", "/healthz");
+  while (r.status !== 200 && Date.now() < deadline) {
+    await new Promise((res) => setTimeout(res, 500));
+    r = await viaEdge(url, ca, "GET", "/healthz");
+  }
+  assert.equal(r.status, 200, r.body);
+  assert.equal(r.protocol, "TLSv1.3");
+  const body = JSON.stringify({
+    model: "openclaw",
+    messages: [{ role: "user", content: "hello through the edge" }],
+  });
+  const c = await viaEdge(url, ca, "POST", "/v1/chat/completions", body, {
+    authorization: `Bearer ${created.bob!.gateway.token}`,
+  });
+  assert.equal(c.status, 200, c.body);
+  assert.match(c.body, /fake-llm: hello through the edge/);
+  const ws = await viaEdge(url, ca, "GET", "/", undefined, {
+    connection: "Upgrade",
+    upgrade: "websocket",
+    "sec-websocket-version": "13",
+    "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+    origin: url.origin,
+  });
+  assert.equal(ws.status, 101, `WebSocket upgrade: ${ws.status} ${ws.body}`);
+  const probe = await viaEdge(url, ca, "GET", "/?q=1%27%20OR%201%3D1--");
+  assert.equal(probe.status, 403);
+  // Control: the same probe straight to the gateway is not blocked by anything.
+  assert.notEqual((await fetch(`${created.bob!.gateway.url}/?q=1%27%20OR%201%3D1--`)).status, 403);
 });
 
 test("tenant directories are 0700 under each tenant's own uid, each encrypted with its own key; the config holds no secret", {
@@ -261,3 +305,48 @@ test("key material and tenant plaintext are nowhere on disk: images, database, k
   assert.deepEqual(await scanFile(join(home, "control-plain.txt"), needles), ["bob chat"]);
   key.fill(0);
 });
+
+/** One request through the edge, trusting its CA, with the tenant's host name sent as SNI and Host. */
+function viaEdge(
+  url: URL,
+  ca: string,
+  method: string,
+  path: string,
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; protocol: string | null }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: "127.0.0.1",
+        port: Number(url.port || 443),
+        servername: url.hostname,
+        headers: { host: url.host, ...(body ? { "content-type": "application/json" } : {}), ...headers },
+        method,
+        path,
+        ca,
+        timeout: 120_000,
+      },
+      (res) => {
+        let data = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => {
+          data += d;
+        });
+        res.on("end", () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: data,
+            protocol: (res.socket as import("node:tls").TLSSocket).getProtocol?.() ?? null,
+          }),
+        );
+      },
+    );
+    req.on("upgrade", (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode ?? 0, body: "", protocol: null });
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}

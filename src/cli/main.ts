@@ -147,7 +147,7 @@ export function buildCli(): Command {
         const created = await c.call<{
           tenant: TenantView;
           apiToken: string;
-          gateway: { url: string; token: string };
+          gateway: { url: string; publicUrl: string | null; caFile: string | null; token: string };
         }>("POST", "/v1/tenants", { name, tier: opts.tier });
         progress(opts)(`created ${name} (${opts.tier}); starting its gateway...`);
         let t = created.tenant;
@@ -156,10 +156,20 @@ export function buildCli(): Command {
           [
             `tenant:        ${t.name} (${t.tier}, trial ends ${t.trial.endsAt})`,
             `state:         ${t.actual}`,
-            `gateway URL:   ${created.gateway.url}/`,
+            ...(created.gateway.publicUrl
+              ? [`public URL:    ${created.gateway.publicUrl}  (TLS 1.3 + WAF, through the edge)`]
+              : []),
+            `gateway URL:   ${created.gateway.url}/  (direct, from this host)`,
             `gateway token: ${created.gateway.token}`,
             `API token:     ${created.apiToken}`,
             "The tokens are shown only now. Try a chat:",
+            ...(created.gateway.publicUrl
+              ? [
+                  `  curl -s ${created.gateway.caFile ? `--cacert ${created.gateway.caFile} ` : ""}${created.gateway.publicUrl}v1/chat/completions -H 'Authorization: Bearer ${created.gateway.token}' \\`,
+                  `    -H 'content-type: application/json' -d '{"model":"openclaw","messages":[{"role":"user","content":"hello"}]}'`,
+                  "or directly:",
+                ]
+              : []),
             `  curl -s ${created.gateway.url}/v1/chat/completions -H 'Authorization: Bearer ${created.gateway.token}' \\`,
             `    -H 'content-type: application/json' -d '{"model":"openclaw","messages":[{"role":"user","content":"hello"}]}'`,
           ].join("\n"),

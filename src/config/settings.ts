@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import { ValidationError } from "../core/errors.ts";
+import { type EdgeSettings, loadEdgeSettings } from "../edge/settings.ts";
 
 /** Known-good pins; the runtime directory is keyed by both. */
 export const DEFAULT_OPENCLAW_VERSION = "2026.9.6";
@@ -41,6 +42,8 @@ export interface Settings {
    * "off": every tier as plain host processes (development machines without runc/fscrypt).
    */
   sandbox: "auto" | "off";
+  /** The TLS + WAF edge (nginx); CLAWKEEP_EDGE=0 turns it off. */
+  edge: EdgeSettings;
   /** First two octets of the /16 the tenants' network namespaces live in. */
   tenantNetPrefix: string;
   /** Host uid that container uid 0 of slot 0 maps to; each slot takes 65536 ids. */
@@ -134,6 +137,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       : null,
     logLevel: env.CLAWKEEP_LOG_LEVEL || "info",
     sandbox: sandbox(env),
+    edge: loadEdgeSettings(home, env),
     tenantNetPrefix: prefix16(env),
     idMapBase: int(env, "CLAWKEEP_IDMAP_BASE", 1_000_000, 100_000, 2 ** 31),
     starterPoolBytes: int(env, "CLAWKEEP_STARTER_POOL_MIB", 16384, 64, 16 * 1024 * 1024) * 1024 * 1024,

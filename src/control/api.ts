@@ -60,6 +60,7 @@ const Tenant = z
     actual: z.string(),
     reason: z.string().nullable(),
     gatewayUrl: z.string(),
+    publicUrl: z.string().nullable(),
     plan: z.object({
       memoryBytes: z.number(),
       cpus: z.number(),
@@ -78,6 +79,8 @@ const CreatedTenant = z
     apiToken: z.string().openapi({ description: "API token for this tenant; shown once" }),
     gateway: z.object({
       url: z.string(),
+      publicUrl: z.string().nullable().openapi({ description: "through the edge (TLS 1.3, WAF)" }),
+      caFile: z.string().nullable().openapi({ description: "CA to trust for the edge's own certificate" }),
       token: z.string().openapi({ description: "the gateway's bearer token; shown once" }),
     }),
   })
@@ -169,7 +172,19 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
       const body = c.req.valid("json");
       const { tenant, apiToken, gatewayToken } = await tenants.create(body);
       const view = tenants.view(tenant);
-      return c.json({ tenant: view, apiToken, gateway: { url: view.gatewayUrl, token: gatewayToken } }, 201);
+      return c.json(
+        {
+          tenant: view,
+          apiToken,
+          gateway: {
+            url: view.gatewayUrl,
+            publicUrl: view.publicUrl,
+            caFile: tenants.caFile(),
+            token: gatewayToken,
+          },
+        },
+        201,
+      );
     },
   );
 

@@ -3,6 +3,8 @@ import { createServer, type Server } from "node:http";
 import { dirname } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import type { Settings } from "../config/settings.ts";
+import { Edge } from "../edge/edge.ts";
+import { ensureSystemUser } from "../edge/user.ts";
 import { defaultKmsPaths } from "../kms/cli.ts";
 import { isTenantKeyService } from "../kms/index.ts";
 import { startKmsProcess } from "../kms/supervisor.ts";
@@ -31,6 +33,8 @@ export interface Platform {
   /** Where the public API listens, e.g. http://127.0.0.1:8080. */
   apiUrl: string;
   adminSocket: string;
+  /** The TLS + WAF edge, unless turned off. */
+  edge: Edge | null;
   /** The demo LLM provider, when no provider was configured. */
   demoProvider: EchoProvider | null;
   /**
@@ -98,6 +102,13 @@ export async function startPlatform(
       );
     }
 
+    // The edge's workers run as their own uid: the only one besides root that may reach gateways.
+    const edgeUids: number[] = [];
+    if (settings.edge.enabled) {
+      edgeUids.push((await ensureSystemUser(settings.edge.options.user ?? "clawkeep-edge")).uid);
+    }
+    let edge: Edge | null = null;
+
     let driver: RuntimeDriver;
     if (opts.driver) {
       driver = opts.driver;
@@ -116,7 +127,7 @@ export async function startPlatform(
         log,
       });
     } else {
-      const sandbox = await buildSandboxDrivers({ settings, runtime, kms, log });
+      const sandbox = await buildSandboxDrivers({ settings, runtime, kms, log, gatewayClientUids: edgeUids });
       cleanups.push(() => sandbox.close({ teardown }));
       driver = sandbox.driver;
     }
@@ -130,9 +141,45 @@ export async function startPlatform(
       startAttempts: settings.startAttempts,
       readyTimeoutMs: settings.readyTimeoutMs,
       intervalMs: settings.reconcileIntervalMs,
+      onChange: () => syncRoutes(),
+      publicOrigin: (name) => (edge ? edge.tenantUrl(name).replace(/\/$/, "") : undefined),
       log,
     });
-    const tenants = new TenantService({ store, kms, driver, reconciler, maxSlots: settings.maxSlots });
+    const tenants = new TenantService({
+      store,
+      kms,
+      driver,
+      reconciler,
+      maxSlots: settings.maxSlots,
+      publicUrl: (name) => edge?.tenantUrl(name) ?? null,
+      caFile: () => edge?.caFile ?? null,
+    });
+
+    // The edge routes every running tenant's host name to its gateway; re-rendered on changes.
+    let routesKey = "";
+    let routesTimer: NodeJS.Timeout | undefined;
+    let routing: Promise<void> = Promise.resolve();
+    const syncRoutes = (): void => {
+      if (!edge) return;
+      clearTimeout(routesTimer);
+      routesTimer = setTimeout(() => {
+        routing = routing.then(async () => {
+          if (!edge) return;
+          const routes = store
+            .list()
+            .filter((t) => t.actual === "running")
+            .map((t) => ({ tenant: t.name, upstream: driver.urlFor(reconciler.specFor(t)) }));
+          const key = JSON.stringify(routes);
+          if (key === routesKey) return;
+          try {
+            await edge.setRoutes(routes);
+            routesKey = key;
+          } catch (err) {
+            log.error({ err }, "edge route update failed; the edge keeps serving the previous routes");
+          }
+        });
+      }, 200);
+    };
 
     const publicServer = createServer(getRequestListener(createApi({ mode: "public", tenants, log }).fetch));
     await listen(publicServer, settings.api);
@@ -153,7 +200,20 @@ export async function startPlatform(
     cleanups.push(() => closeServer(adminServer));
     cleanups.push(() => rm(settings.adminSocket, { force: true }));
 
+    if (settings.edge.enabled) {
+      edge = new Edge({ ...settings.edge.options, apiUpstream: apiUrl, log });
+      await edge.start();
+      const e = edge;
+      cleanups.push(async () => {
+        clearTimeout(routesTimer);
+        await routing;
+        // Like the gateways, the edge keeps serving across a control plane restart.
+        if (teardown) await e.stop();
+      });
+    }
+
     await reconciler.start();
+    syncRoutes();
     cleanups.push(() => reconciler.stop());
     log.info({ api: apiUrl, admin: settings.adminSocket, driver: driver.kind }, "clawkeep is up");
 
@@ -164,6 +224,7 @@ export async function startPlatform(
       driver,
       reconciler,
       tenants,
+      edge,
       runtime,
       apiUrl,
       adminSocket: settings.adminSocket,

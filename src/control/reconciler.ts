@@ -25,6 +25,10 @@ export interface ReconcilerOptions {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   clock?: () => number;
+  /** Called after any tenant's actual state changes (the edge re-routes on it). */
+  onChange?: () => void;
+  /** The origin browsers reach a tenant at through the edge, e.g. https://alice.example.com. */
+  publicOrigin?: (name: string) => string | undefined;
   log: Logger;
 }
 
@@ -109,6 +113,7 @@ export class Reconciler {
       slot: t.slot,
       plan: planFor(t.tier),
       llm: { baseUrl: this.#o.llm.baseUrl, model: this.#o.llm.model },
+      ...(this.#o.publicOrigin?.(t.name) ? { publicOrigin: this.#o.publicOrigin(t.name)! } : {}),
     };
   }
 
@@ -171,8 +176,10 @@ export class Reconciler {
   #setActual(t: Tenant, actual: ActualState, reason: string | null): void {
     if (t.actual === actual && t.reason === reason) return;
     this.#o.store.setActual(t.id, actual, reason, this.#clock());
+    const changed = t.actual !== actual;
     t.actual = actual;
     t.reason = reason;
+    if (changed) this.#o.onChange?.();
   }
 
   async #reconcile(t: Tenant, signal: AbortSignal): Promise<void> {
@@ -186,6 +193,7 @@ export class Reconciler {
       await kms.destroyTenant(t.id);
       store.remove(t.id);
       this.#crash.delete(t.id);
+      this.#o.onChange?.();
       this.#o.log.info({ tenant: t.name }, "tenant deleted");
       return;
     }

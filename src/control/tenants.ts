@@ -1,7 +1,14 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { AuthError, ClawkeepError, ConflictError, NotFoundError } from "../core/errors.ts";
 import { planFor } from "../core/plans.ts";
-import { newTenant, parseTenantName, parseTier, type Tenant, trialStatus } from "../core/tenant.ts";
+import {
+  newTenant,
+  parseNewTenantName,
+  parseTenantName,
+  parseTier,
+  type Tenant,
+  trialStatus,
+} from "../core/tenant.ts";
 import { ensureTenantKeys } from "../kms/index.ts";
 import type { KeyService } from "../kms/types.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
@@ -21,6 +28,8 @@ export interface TenantView {
   actual: Tenant["actual"];
   reason: string | null;
   gatewayUrl: string;
+  /** https://<name>.<domain>/ through the edge (TLS 1.3, WAF), or null without an edge. */
+  publicUrl: string | null;
   plan: {
     memoryBytes: number;
     cpus: number;
@@ -70,6 +79,10 @@ export class TenantService {
       reconciler: Reconciler;
       maxSlots: number;
       clock?: () => number;
+      /** The tenant's https URL through the edge, when an edge runs. */
+      publicUrl?: (name: string) => string | null;
+      /** The CA clients must trust for the edge's certificate, when the edge made its own. */
+      caFile?: () => string | null;
     },
   ) {}
 
@@ -90,6 +103,7 @@ export class TenantService {
       actual: t.actual,
       reason: t.reason,
       gatewayUrl: this.deps.driver.urlFor(this.deps.reconciler.specFor(t)),
+      publicUrl: this.deps.publicUrl?.(t.name) ?? null,
       plan: {
         memoryBytes: plan.memoryBytes,
         cpus: plan.cpus,
@@ -122,7 +136,7 @@ export class TenantService {
     name: string;
     tier: string;
   }): Promise<{ tenant: Tenant; apiToken: string; gatewayToken: string }> {
-    const name = parseTenantName(input.name);
+    const name = parseNewTenantName(input.name);
     const tier = parseTier(input.tier);
     const { store, kms } = this.deps;
     if (store.get(name))
@@ -185,6 +199,11 @@ export class TenantService {
     });
     this.deps.reconciler.kick(t.id);
     return { ...t, desired: "deleted" };
+  }
+
+  /** The CA file for the edge's certificate (null with an operator's own certificate or no edge). */
+  caFile(): string | null {
+    return this.deps.caFile?.() ?? null;
   }
 
   /** Operator actions that change what the tenant's instance should be doing. */

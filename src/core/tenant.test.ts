@@ -4,6 +4,7 @@ import { ValidationError } from "./errors.ts";
 import {
   effectiveDesired,
   newTenant,
+  parseNewTenantName,
   parseTenantName,
   parseTier,
   TRIAL_DAYS,
@@ -93,4 +94,12 @@ test("an expired trial suspends the instance; a subscription or deletion overrid
   assert.equal(effectiveDesired({ ...t, subscription: "active" }, later).state, "running");
   assert.equal(effectiveDesired({ ...t, desired: "deleted" }, later).state, "deleted");
   assert.equal(effectiveDesired({ ...t, desired: "suspended" }, now).state, "suspended");
+});
+
+test("the platform's own host names cannot be taken by a new tenant", () => {
+  for (const r of ["api", "console"]) {
+    assert.equal(parseTenantName(r), r, "still a valid name to look up");
+    assert.throws(() => parseNewTenantName(r), /reserved/);
+  }
+  assert.equal(parseNewTenantName("apiary"), "apiary");
 });

@@ -3,6 +3,19 @@ import { ValidationError } from "./errors.ts";
 /** A tenant name is a DNS label: it becomes a host name (`<name>.<domain>`) and a directory name. */
 export const TENANT_NAME_RE = /^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$/;
 export const TENANT_NAME_MAX = 40;
+/** Names the platform's own host names use (`api.<domain>`, ...): no tenant may take them. */
+export const RESERVED_NAMES = ["api", "console", "www", "admin", "edge", "kms", "egress"] as const;
+
+/** Like parseTenantName, and refuses the platform's reserved names: for new tenants. */
+export function parseNewTenantName(input: unknown): string {
+  const name = parseTenantName(input);
+  if ((RESERVED_NAMES as readonly string[]).includes(name)) {
+    throw new ValidationError("invalid_name", `tenant name '${name}' is reserved for the platform`, {
+      details: { field: "name" },
+    });
+  }
+  return name;
+}
 
 export const TIERS = ["starter", "premium", "enterprise"] as const;
 export type Tier = (typeof TIERS)[number];

@@ -35,6 +35,8 @@ export interface OpenClawConfigInput {
    * fetch, node:http, WebSocket and CONNECT; HTTPS_PROXY alone does not). Unset: no proxy.
    */
   proxyUrl?: string;
+  /** Browser origins allowed to open the Control UI's WebSocket (the edge's host name). */
+  allowedOrigins?: string[];
 }
 
 export function renderOpenClawConfig(input: OpenClawConfigInput): Record<string, unknown> {
@@ -44,7 +46,10 @@ export function renderOpenClawConfig(input: OpenClawConfigInput): Record<string,
       port: input.port,
       bind: input.bind,
       auth: { mode: "token", token: `\${${GATEWAY_TOKEN_ENV}}` },
-      controlUi: { enabled: true },
+      controlUi: {
+        enabled: true,
+        ...(input.allowedOrigins?.length ? { allowedOrigins: input.allowedOrigins } : {}),
+      },
       http: { endpoints: { chatCompletions: { enabled: true } } },
     },
     update: { checkOnStart: false },

@@ -29,6 +29,8 @@ export interface InstanceSpec {
   slot: number;
   plan: Plan;
   llm: LlmProvider;
+  /** Where browsers reach the gateway through the edge (allowed as a Control UI origin). */
+  publicOrigin?: string;
 }
 
 export interface InstanceSecrets {

@@ -181,9 +181,19 @@ export class HostProcessDriver implements RuntimeDriver {
     // The config is the platform's: root-owned and read-only to the gateway (OPENCLAW_CONFIG_READONLY).
     const tmp = `${p.configPath}.tmp`;
     await rm(tmp, { force: true });
-    await writeFile(tmp, renderOpenClawConfigFile({ port, bind: "loopback", paths: p, llm: spec.llm }), {
-      mode: 0o444,
-    });
+    await writeFile(
+      tmp,
+      renderOpenClawConfigFile({
+        port,
+        bind: "loopback",
+        paths: p,
+        llm: spec.llm,
+        ...(spec.publicOrigin ? { allowedOrigins: [spec.publicOrigin] } : {}),
+      }),
+      {
+        mode: 0o444,
+      },
+    );
     await chown(tmp, 0, 0);
     await rename(tmp, p.configPath);
     const rec = await this.#readRecord(name);

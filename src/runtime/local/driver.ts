@@ -285,6 +285,7 @@ export class ContainerDriver implements RuntimeDriver {
         bind: "lan",
         paths: this.#paths(),
         llm: spec.llm,
+        ...(spec.publicOrigin ? { allowedOrigins: [spec.publicOrigin] } : {}),
         ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
       }),
       {

@@ -37,8 +37,10 @@ export function renderTenantLimits(l: TenantLimits): {
 } {
   if (!Number.isSafeInteger(l.memoryBytes) || l.memoryBytes < 16 * 1024 * 1024)
     throw new CgroupError("invalid_request", `memory limit ${l.memoryBytes} is below 16 MiB or not whole`);
-  if (!Number.isInteger(l.pids) || l.pids < 8) throw new CgroupError("invalid_request", `pids limit ${l.pids} is below 8`);
-  if (!(l.cpus > 0) || l.cpus > 1024) throw new CgroupError("invalid_request", `cpu quota ${l.cpus} is out of range`);
+  if (!Number.isInteger(l.pids) || l.pids < 8)
+    throw new CgroupError("invalid_request", `pids limit ${l.pids} is below 8`);
+  if (!(l.cpus > 0) || l.cpus > 1024)
+    throw new CgroupError("invalid_request", `cpu quota ${l.cpus} is out of range`);
   return {
     // memsw (memory + swap) must never be below the memory limit: set memory first when lowering.
     memory: [
@@ -70,9 +72,11 @@ export class TenantCgroup {
 
   constructor(opts: { parent: string; pool: string; leaf: string; root?: string }) {
     for (const p of [opts.parent, opts.pool]) {
-      if (!PART_RE.test(p)) throw new CgroupError("invalid_request", `bad cgroup path part ${JSON.stringify(p)}`);
+      if (!PART_RE.test(p))
+        throw new CgroupError("invalid_request", `bad cgroup path part ${JSON.stringify(p)}`);
     }
-    if (!LEAF_RE.test(opts.leaf)) throw new CgroupError("invalid_request", `bad cgroup name ${JSON.stringify(opts.leaf)}`);
+    if (!LEAF_RE.test(opts.leaf))
+      throw new CgroupError("invalid_request", `bad cgroup name ${JSON.stringify(opts.leaf)}`);
     this.#parts = [opts.parent, opts.pool];
     this.#leaf = opts.leaf;
     this.#root = opts.root ?? CGROUP_ROOT;
@@ -98,7 +102,14 @@ export class TenantCgroup {
    */
   async runcArgs(): Promise<string[]> {
     const cpuKey = basename(await realpath(join(this.#root, "cpu")).catch(() => join(this.#root, "cpu")));
-    return ["--cgroup", `memory:${this.#leaf}`, "--cgroup", `pids:${this.#leaf}`, "--cgroup", `${cpuKey}:${this.#leaf}`];
+    return [
+      "--cgroup",
+      `memory:${this.#leaf}`,
+      "--cgroup",
+      `pids:${this.#leaf}`,
+      "--cgroup",
+      `${cpuKey}:${this.#leaf}`,
+    ];
   }
 
   /** Creates (or updates) the cgroups with the limits. The pool's cgroup must exist. */
@@ -106,7 +117,10 @@ export class TenantCgroup {
     const w = renderTenantLimits(limits);
     for (const c of ["memory", "pids", "cpu"] as const) {
       if (!existsSync(this.poolDir(c)))
-        throw new CgroupError("runtime_failed", `the pool's cgroup ${this.poolDir(c)} does not exist: is the pool running?`);
+        throw new CgroupError(
+          "runtime_failed",
+          `the pool's cgroup ${this.poolDir(c)} does not exist: is the pool running?`,
+        );
       await mkdir(this.dir(c), { recursive: true });
     }
     // Lowering: memory first, then memsw; raising: memsw first. Try one order, then the other.
@@ -154,7 +168,9 @@ export class TenantCgroup {
   }
 
   /** Facts for status and tests: the memory limit, the OOM kills and how often the limit was hit. */
-  async memoryFacts(): Promise<{ limitBytes: number; usageBytes: number; failcnt: number; oomKills: number } | undefined> {
+  async memoryFacts(): Promise<
+    { limitBytes: number; usageBytes: number; failcnt: number; oomKills: number } | undefined
+  > {
     const mem = this.dir("memory");
     try {
       const [limit, usage, fail, oom] = await Promise.all(
@@ -176,7 +192,8 @@ export class TenantCgroup {
   /** Kills what is left and removes the cgroups. Absent is fine. */
   async remove(): Promise<void> {
     const left = await this.kill("SIGKILL", 5000);
-    if (left > 0) throw new CgroupError("runtime_failed", `${left} processes in ${this.dir("memory")} survived SIGKILL`);
+    if (left > 0)
+      throw new CgroupError("runtime_failed", `${left} processes in ${this.dir("memory")} survived SIGKILL`);
     for (const c of ["memory", "pids", "cpu"] as const) {
       for (let i = 0; ; i++) {
         try {
@@ -186,7 +203,8 @@ export class TenantCgroup {
           const code = (err as NodeJS.ErrnoException).code;
           if (code === "ENOENT") break;
           // A process that just died can keep the cgroup busy for a moment.
-          if (code !== "EBUSY" || i >= 20) throw new CgroupError("runtime_failed", `cannot remove ${this.dir(c)}`, { cause: err });
+          if (code !== "EBUSY" || i >= 20)
+            throw new CgroupError("runtime_failed", `cannot remove ${this.dir(c)}`, { cause: err });
           await sleep(100);
         }
       }

@@ -61,8 +61,23 @@ main()
 
 /** argv that runs `program` confined to the port range [firstPort, firstPort + span). */
 export function confinedArgv(python: string, firstPort: number, span: number, program: string[]): string[] {
-  if (!Number.isInteger(firstPort) || !Number.isInteger(span) || firstPort < 1 || span < 1 || firstPort + span - 1 > 65535)
+  if (
+    !Number.isInteger(firstPort) ||
+    !Number.isInteger(span) ||
+    firstPort < 1 ||
+    span < 1 ||
+    firstPort + span - 1 > 65535
+  )
     throw new ClawkeepError("invalid_request", `bad port range ${firstPort}+${span}`);
   if (program.length === 0) throw new ClawkeepError("invalid_request", "nothing to run");
-  return [python, "-I", "-S", CONFINE_PATH, String(firstPort), String(firstPort + span - 1), "--", ...program];
+  return [
+    python,
+    "-I",
+    "-S",
+    CONFINE_PATH,
+    String(firstPort),
+    String(firstPort + span - 1),
+    "--",
+    ...program,
+  ];
 }

@@ -55,7 +55,8 @@ export function renderBridgeRuleset(c: NetworkConfig, members: readonly BridgeMe
   if (!/^[a-z][a-z0-9-]{0,14}$/.test(c.bridge))
     throw new ClawkeepError("invalid_request", `bad bridge name ${JSON.stringify(c.bridge)}`);
   for (const p of [c.egressPort, c.gatewayPort]) {
-    if (!Number.isInteger(p) || p < 1 || p > 65535) throw new ClawkeepError("invalid_request", `bad port ${p}`);
+    if (!Number.isInteger(p) || p < 1 || p > 65535)
+      throw new ClawkeepError("invalid_request", `bad port ${p}`);
   }
   for (const u of c.allowedUids) {
     if (!Number.isInteger(u) || u < 0) throw new ClawkeepError("invalid_request", `bad uid ${u}`);
@@ -148,17 +149,25 @@ export function renderPoolNetns(opts: {
       if (!Number.isInteger(v) || v < 1 || v > max)
         throw new ClawkeepError("invalid_request", `bad ${what} ${v}`);
     }
-    if (t.port + t.portSpan - 1 > 65535) throw new ClawkeepError("invalid_request", `port range of ${t.address} ends past 65535`);
+    if (t.port + t.portSpan - 1 > 65535)
+      throw new ClawkeepError("invalid_request", `port range of ${t.address} ends past 65535`);
     for (let p = t.port; p < t.port + t.portSpan; p++) {
       if (ports.has(p)) throw new ClawkeepError("invalid_request", `port ${p} belongs to two tenants`);
       ports.add(p);
     }
     if (opts.publicPort >= t.port && opts.publicPort < t.port + t.portSpan)
-      throw new ClawkeepError("invalid_request", `the public port ${opts.publicPort} lies in a tenant's range`);
+      throw new ClawkeepError(
+        "invalid_request",
+        `the public port ${opts.publicPort} lies in a tenant's range`,
+      );
   }
-  const range = (t: PoolTenantNet) => (t.portSpan === 1 ? `${t.port}` : `${t.port}-${t.port + t.portSpan - 1}`);
+  const range = (t: PoolTenantNet) =>
+    t.portSpan === 1 ? `${t.port}` : `${t.port}-${t.port + t.portSpan - 1}`;
   const dnat = opts.tenants
-    .map((t) => `    iifname "eth0" ip daddr ${t.address} tcp dport ${opts.publicPort} counter dnat ip to ${t.address}:${t.port}`)
+    .map(
+      (t) =>
+        `    iifname "eth0" ip daddr ${t.address} tcp dport ${opts.publicPort} counter dnat ip to ${t.address}:${t.port}`,
+    )
     .join("\n");
   const snat = opts.tenants
     .map((t) => `    oifname "eth0" meta skuid ${t.uid} counter snat ip to ${t.address}`)
@@ -210,7 +219,8 @@ export async function applyPoolNetns(
     ...[...want].filter((a) => !present.has(a)).map((a) => `addr add ${a}/32 dev eth0`),
     ...[...present].filter((a) => !want.has(a)).map((a) => `addr del ${a}/32 dev eth0`),
   ];
-  if (batch.length) await execFile(["ip", "-n", netns, "-batch", "-"], { input: `${batch.join("\n")}\n`, ...s });
+  if (batch.length)
+    await execFile(["ip", "-n", netns, "-batch", "-"], { input: `${batch.join("\n")}\n`, ...s });
   await execFile(["ip", "netns", "exec", netns, "nft", "-f", "-"], { input: ruleset, ...s });
 }
 

@@ -139,16 +139,28 @@ export class EncryptedPoolStorage implements PoolStorage {
   }
 
   async closePool(pool: string, signal?: AbortSignal): Promise<void> {
-    await this.#o.volumes.unmountVolume({ mountpoint: this.paths(pool).mountpoint, ...(signal ? { signal } : {}) });
+    await this.#o.volumes.unmountVolume({
+      mountpoint: this.paths(pool).mountpoint,
+      ...(signal ? { signal } : {}),
+    });
   }
 
   async destroyPool(pool: string, signal?: AbortSignal): Promise<void> {
     const p = this.paths(pool);
-    await this.#o.volumes.deleteVolume({ image: p.image, mountpoint: p.mountpoint, ...(signal ? { signal } : {}) });
+    await this.#o.volumes.deleteVolume({
+      image: p.image,
+      mountpoint: p.mountpoint,
+      ...(signal ? { signal } : {}),
+    });
     this.#pools.delete(pool);
   }
 
-  async openTenant(pool: string, spec: InstanceSpec, ownerUid: number, signal?: AbortSignal): Promise<string> {
+  async openTenant(
+    pool: string,
+    spec: InstanceSpec,
+    ownerUid: number,
+    signal?: AbortSignal,
+  ): Promise<string> {
     return this.#of(pool).open(spec, ownerUid, signal);
   }
 

@@ -1,0 +1,264 @@
+/**
+ * The edge's cost, measured side by side in one run on loopback with wrk:
+ *   direct      wrk -> upstream (plain HTTP)
+ *   edge        wrk -> nginx (TLS 1.3, limits) -> upstream
+ *   edge+WAF    the same with ModSecurity and the tuned OWASP CRS (what clawkeep runs)
+ *   edge+stock  the same with the CRS rule set as shipped (what "untuned" costs)
+ * Rounds alternate the targets so all see the same machine load; medians are printed with ratios.
+ * Throughput with 16 connections (saturating); latency percentiles with 1 connection (unloaded).
+ * Targets: edge+WAF keeps >= 50 % of the edge's throughput and adds < 2 ms to p99.
+ * Needs root, nginx, libnginx-mod-http-modsecurity, modsecurity-crs and wrk.
+ *
+ *   npx tsx bench/edge.ts [--seconds 3] [--rounds 3] [--connections 16]
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { readCrsFiles, stockCrs } from "../src/edge/crs.ts";
+import { Edge } from "../src/edge/edge.ts";
+import { DEBIAN_EDGE_SYSTEM, renderEdge } from "../src/edge/render.ts";
+import { ensureSystemUser } from "../src/edge/user.ts";
+import { execFile } from "../src/lib/exec.ts";
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const SECONDS = arg("seconds", 3);
+const ROUNDS = arg("rounds", 3);
+const CONNECTIONS = arg("connections", 16);
+const LATENCY_SECONDS = Math.max(2, Math.round(SECONDS * 0.75));
+const USER = "ck-edge-bench";
+const HOST = "bench.edge.bench";
+
+const UPSTREAM = `
+import { createServer } from "node:http";
+const body = JSON.stringify({ ok: true, model: "openclaw", note: "a small JSON answer like a gateway's" });
+const s = createServer((req, res) => {
+  req.resume();
+  req.on("end", () => {
+    res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+    res.end(body);
+  });
+});
+s.keepAliveTimeout = 65000;
+// Ports 20000-40000 belong to tenant gateways: pick one above.
+const tryListen = () => s.listen(41000 + Math.floor(Math.random() * 19000), "127.0.0.1");
+s.on("error", (err) => { if (err.code === "EADDRINUSE") tryListen(); else throw err; });
+s.on("listening", () => console.log(JSON.stringify({ port: s.address().port })));
+tryListen();
+`;
+
+async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 41_000 + Math.floor(Math.random() * 19_000);
+    const s = createServer();
+    const ok = await new Promise<boolean>((resolve) => {
+      s.once("error", () => resolve(false));
+      s.listen(port, "127.0.0.1", () => resolve(true));
+    });
+    if (ok) {
+      await new Promise((r) => s.close(r));
+      return port;
+    }
+  }
+}
+
+function startUpstream(): Promise<{ child: ChildProcess; port: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", UPSTREAM], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    child.stdout!.once("data", (d: Buffer) =>
+      resolve({ child, port: (JSON.parse(d.toString()) as { port: number }).port }),
+    );
+    child.once("error", reject);
+  });
+}
+
+interface WrkResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  requests: number;
+  /** CPU the edge's nginx workers spent per request, in microseconds (0 for direct). */
+  cpuUs: number;
+}
+
+/** utime + stime of processes, in clock ticks (100 per second). */
+async function cpuTicks(pids: number[]): Promise<number> {
+  let total = 0;
+  for (const pid of pids) {
+    const st = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => "");
+    const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
+    total += Number(f[11] ?? 0) + Number(f[12] ?? 0);
+  }
+  return total;
+}
+
+/** Milliseconds from wrk's "1.23ms" / "456.00us" / "1.02s". */
+function ms(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return Number.NaN;
+  const n = Number(m[1]);
+  return m[2] === "us" ? n / 1000 : m[2] === "s" ? n * 1000 : n;
+}
+
+async function wrk(
+  url: string,
+  connections: number,
+  seconds: number,
+  pids: number[] = [],
+): Promise<WrkResult> {
+  const cpu0 = await cpuTicks(pids);
+  const out = await execFile([
+    "wrk",
+    `-t${Math.min(2, connections)}`,
+    `-c${connections}`,
+    `-d${seconds}s`,
+    "--latency",
+    "-H",
+    `Host: ${HOST}`,
+    url,
+  ]);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = ms(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? "");
+  const p99 = ms(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "");
+  const errLine = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const errors = non2xx + (errLine ? errLine.slice(1).reduce((a, b) => a + Number(b), 0) : 0);
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const cpuUs = pids.length && requests ? (((await cpuTicks(pids)) - cpu0) * 10_000) / requests : 0;
+  return { rps, p50, p99, errors, requests, cpuUs };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+};
+
+if (process.getuid?.() !== 0) {
+  console.error("bench/edge.ts needs root: nginx binds ports and drops its workers to the edge user");
+  process.exit(2);
+}
+await execFile(["wrk", "--version"]).catch((err: { stdout?: string }) => {
+  // wrk --version exits 1 after printing its version.
+  if (!err.stdout?.includes("wrk")) {
+    console.error("wrk is missing: apt-get install wrk");
+    process.exit(2);
+  }
+});
+
+const root = await mkdtemp("/tmp/clawkeep-edge-bench-");
+await chmod(root, 0o711);
+const user = await ensureSystemUser(USER);
+const upstream = await startUpstream();
+const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
+const stock = stockCrs(await readCrsFiles(DEBIAN_EDGE_SYSTEM.crsRulesDir), DEBIAN_EDGE_SYSTEM.crsRulesDir);
+const unlimited = {
+  clientRatePerSecond: 1_000_000,
+  clientBurst: 1_000_000,
+  tenantRatePerSecond: 1_000_000,
+  tenantBurst: 1_000_000,
+  clientConnections: 65_535,
+  tenantConnections: 65_535,
+};
+const edges: Edge[] = [];
+async function edge(
+  name: string,
+  waf: boolean,
+  stockRules = false,
+): Promise<{ url: string; pids: number[] }> {
+  const e = new Edge({
+    stateDir: join(root, name),
+    domain: "edge.bench",
+    listen: { host: "127.0.0.1", port: await freePort() },
+    waf,
+    user: USER,
+    limits: unlimited,
+    workerShutdownSeconds: 5,
+    ...(stockRules ? { render: (cfg) => renderEdge({ ...cfg, crsRules: stock }) } : {}),
+  });
+  edges.push(e);
+  await e.start();
+  await e.setRoutes([{ tenant: "bench", upstream: upstreamUrl }]);
+  // Old workers of the start-up config leave within workerShutdownSeconds; count the current ones.
+  await new Promise((r) => setTimeout(r, 500));
+  const pids = (await e.status()).workers.map((w) => w.pid);
+  return { url: `https://127.0.0.1:${e.listen.port}/v1/models?page=1`, pids };
+}
+
+try {
+  const targets: Array<{ name: string; url: string; pids: number[] }> = [
+    { name: "direct", url: `${upstreamUrl}/v1/models?page=1`, pids: [] },
+    { name: "edge (TLS, no WAF)", ...(await edge("plain", false)) },
+    { name: "edge + WAF (tuned CRS)", ...(await edge("waf", true)) },
+    { name: "edge + WAF (stock CRS)", ...(await edge("stock", true, true)) },
+  ];
+  const tput = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
+  const lat = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
+  for (const t of targets) await wrk(t.url, 4, 1); // warm up: TLS session cache, upstream keep-alive
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of targets) {
+      tput.get(t.name)!.push(await wrk(t.url, CONNECTIONS, SECONDS, t.pids));
+      lat.get(t.name)!.push(await wrk(t.url, 1, LATENCY_SECONDS, t.pids));
+    }
+    process.stderr.write(`round ${r + 1}/${ROUNDS} done\n`);
+  }
+  const row = (name: string) => {
+    const T = tput.get(name)!;
+    const L = lat.get(name)!;
+    return {
+      rps: median(T.map((x) => x.rps)),
+      p99Loaded: median(T.map((x) => x.p99)),
+      cpuUs: median([...T, ...L].map((x) => x.cpuUs)),
+      p50: median(L.map((x) => x.p50)),
+      p99: median(L.map((x) => x.p99)),
+      errors: [...T, ...L].reduce((a, x) => a + x.errors, 0),
+    };
+  };
+  const pad = (v: string, n: number) => v.padStart(n);
+  console.log(
+    `\n${"target".padEnd(24)}${pad("req/s", 9)}${pad("nginx CPU/req", 15)}${pad(`p99 @${CONNECTIONS}c`, 11)}${pad("p50 @1c", 10)}${pad("p99 @1c", 10)}${pad("errors", 8)}`,
+  );
+  for (const t of targets) {
+    const x = row(t.name);
+    const cpu = t.pids.length ? `${x.cpuUs.toFixed(0)} us` : "-";
+    console.log(
+      `${t.name.padEnd(24)}${pad(x.rps.toFixed(0), 9)}${pad(cpu, 15)}${pad(`${x.p99Loaded.toFixed(2)}ms`, 11)}${pad(`${x.p50.toFixed(2)}ms`, 10)}${pad(`${x.p99.toFixed(2)}ms`, 10)}${pad(String(x.errors), 8)}`,
+    );
+  }
+  const [direct, plain, waf, stockRow] = targets.map((t) => row(t.name)) as [
+    ReturnType<typeof row>,
+    ReturnType<typeof row>,
+    ReturnType<typeof row>,
+    ReturnType<typeof row>,
+  ];
+  const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(1)} %`;
+  const verdict = (ok: boolean) => (ok ? "met" : "MISSED");
+  console.log(`\nratios (medians of ${ROUNDS} alternating rounds; req/s is wall clock on a shared machine)`);
+  console.log(`  edge / direct                     ${pct(plain.rps, direct.rps)}`);
+  console.log(`  edge+WAF / direct                 ${pct(waf.rps, direct.rps)}`);
+  console.log(
+    `  edge+WAF / edge                   ${pct(waf.rps, plain.rps)}   target >= 50 %: ${verdict(waf.rps / plain.rps >= 0.5)}`,
+  );
+  console.log(`  edge+WAF stock CRS / edge         ${pct(stockRow.rps, plain.rps)}`);
+  console.log(`  tuned / stock CRS (req/s)         ${(waf.rps / stockRow.rps).toFixed(2)}x`);
+  console.log("nginx CPU per request (steadier than req/s when other work shares the CPUs)");
+  console.log(`  edge+WAF / edge                   ${(waf.cpuUs / plain.cpuUs).toFixed(2)}x`);
+  console.log(`  stock CRS / tuned CRS             ${(stockRow.cpuUs / waf.cpuUs).toFixed(2)}x`);
+  const added = waf.p99 - plain.p99;
+  console.log("latency added by the WAF (1 connection, unloaded)");
+  console.log(
+    `  p99 edge+WAF - edge               ${added.toFixed(2)} ms   target < 2 ms: ${verdict(added < 2)}`,
+  );
+  console.log(`  p50 edge+WAF - edge               ${(waf.p50 - plain.p50).toFixed(2)} ms`);
+  console.log(`  p99 edge - direct                 ${(plain.p99 - direct.p99).toFixed(2)} ms`);
+} finally {
+  for (const e of edges) await e.stop().catch((err: unknown) => console.error(err));
+  upstream.child.kill();
+  if (user.created) await execFile(["userdel", USER]).catch(() => {});
+  await rm(root, { recursive: true, force: true });
+}
