@@ -27,6 +27,8 @@ fi
 stamp=node_modules/.clawkeep-lock-stamp
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "clawkeep: installing npm packages (npm ci)" >&2
-  npm ci --no-audit --no-fund --loglevel=error >&2
+  # --omit=optional: node-llama-cpp lists GPU builds (~650 MB) as optional; the platform
+  # packages we need (esbuild, biome, koffi, llama CPU) are pinned as ordinary dependencies.
+  npm ci --omit=optional --no-audit --no-fund --loglevel=error >&2
   cp package-lock.json "$stamp"
 fi

@@ -328,18 +328,13 @@ function viaEdge(
         timeout: 120_000,
       },
       (res) => {
+        const protocol = (res.socket as import("node:tls").TLSSocket | null)?.getProtocol?.() ?? null;
         let data = "";
         res.setEncoding("utf8");
         res.on("data", (d: string) => {
           data += d;
         });
-        res.on("end", () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            body: data,
-            protocol: (res.socket as import("node:tls").TLSSocket).getProtocol?.() ?? null,
-          }),
-        );
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data, protocol }));
       },
     );
     req.on("upgrade", (res, socket) => {

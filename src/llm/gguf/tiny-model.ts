@@ -1,13 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { BPE_PIECES } from "./pieces.ts";
+import { CHATML_TEMPLATE, QWEN25_TEMPLATE } from "./templates.ts";
 import { encodeGguf, type GgufTensor, type GgufValue } from "./writer.ts";
 
 /**
  * A tiny, valid GGUF v3 language model with deterministic random weights, for tests and benchmarks
  * on machines that cannot download a real one. Architecture `llama`, a SentencePiece-style vocab
  * with byte fallback (every input is representable) and 3000 BPE pieces (so a 60 KB OpenClaw request
- * is about as many tokens as with a real model), and a ChatML chat template.
+ * is about as many tokens as with a real model), and Qwen2.5's chat template (ChatML with tool calls).
  *
  * It writes nonsense, but the same nonsense for the same prompt at temperature 0. Only text pieces
  * have output weights: control and byte tokens get a logit of 0 while the best random piece's is
@@ -33,11 +34,9 @@ export interface TinyModelOptions {
   contextLength?: number;
   /** general.name (default "clawkeep-tiny"). */
   name?: string;
+  /** Qwen2.5's template, with tool calls (default), or plain ChatML. */
+  chatTemplate?: "qwen2.5" | "chatml";
 }
-
-/** ChatML, as Qwen2.5 and many others use it. */
-export const CHATML_TEMPLATE =
-  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /**
  * Gain on the attention query and output weights. At 1, a random model's next token depends almost
@@ -194,7 +193,10 @@ export function buildTinyModel(opts: TinyModelOptions = {}): Buffer {
     ["tokenizer.ggml.eos_token_id", u32(vocab.special.imEnd)],
     ["tokenizer.ggml.add_bos_token", { type: "bool", value: false }],
     ["tokenizer.ggml.add_eos_token", { type: "bool", value: false }],
-    ["tokenizer.chat_template", { type: "string", value: CHATML_TEMPLATE }],
+    [
+      "tokenizer.chat_template",
+      { type: "string", value: opts.chatTemplate === "chatml" ? CHATML_TEMPLATE : QWEN25_TEMPLATE },
+    ],
   ];
   return encodeGguf(metadata, tensors);
 }

@@ -213,6 +213,8 @@ export async function startModelServer(opts: ModelServerOptions): Promise<ModelS
   };
 
   const server: Server = createServer((req, res) => {
+    // A write racing a client's disconnect must not become an uncaught 'error' event.
+    res.on("error", () => {});
     const path = (req.url ?? "/").split("?")[0] ?? "/";
     const started = Date.now();
     void (async () => {
