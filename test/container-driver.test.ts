@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -10,6 +10,7 @@ import { Secret } from "../src/core/secret.ts";
 import type { Tier } from "../src/core/tenant.ts";
 import { type EgressProxy, startEgressProxy } from "../src/egress/proxy.ts";
 import { execFile } from "../src/lib/exec.ts";
+import { writeTinyModel } from "../src/llm/gguf/tiny-model.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
 import { driverConformance } from "../src/runtime/conformance.ts";
@@ -95,9 +96,12 @@ function makeDriver(): ContainerDriver {
     idMapBase: 3_000_000,
     cgroupParent: "clawkeep-test",
     stopGraceMs: 5000,
+    localModel: async (s) => (s.tier === "enterprise" ? { path: modelPath, id: "tiny-local" } : undefined),
+    modelServer: { maxTokens: 24 },
   });
 }
 let ociName: Awaited<ReturnType<typeof detectOciRuntime>> = "runc";
+let modelPath = "";
 
 before(async () => {
   if (skip) return;
@@ -105,6 +109,11 @@ before(async () => {
   await chmod(home, 0o711);
   runtime = await ensureRuntime(loadSettings());
   ociName = await detectOciRuntime();
+  // Enterprise's on-instance model: a small GGUF with deterministic random weights.
+  await mkdir(join(home, "models"), { mode: 0o755 });
+  modelPath = join(home, "models", "tiny.gguf");
+  await writeTinyModel(modelPath);
+  await chmod(modelPath, 0o644);
   internet = await startFakeInternet({ ns: "ckt-inet", hostIf: "ckt-inet0", subnet24: INTERNET });
   hostServer = createServer((_q, r) => r.end("host")).listen(HOST_PORT, "0.0.0.0");
   driver = makeDriver();
@@ -235,7 +244,7 @@ describe("container sandboxes", { skip }, () => {
     assert.equal((await probeFrom("A"))["gw B"], false, "blocked again");
   });
 
-  test("egress: a host off the allowlist and a name resolving to a private address are refused and logged; C stays at zero", async () => {
+  test("egress: a host off the allowlist and a name resolving to a private address are refused and logged; C chats with its own model and stays at zero", async () => {
     const script = `const net=require("net");const [h]=process.argv.slice(1);const s=net.connect(${net.egressPort},"${hostAddress(net)}",()=>s.write("CONNECT "+h+":443 HTTP/1.1\\r\\nHost: "+h+":443\\r\\n\\r\\n"));s.on("data",d=>{console.log(d.toString().split("\\r\\n")[0]);s.destroy()});s.on("error",e=>console.log("ERR "+e.code))`;
     const off = await driver.exec("a", [runtime.nodeBin, "-e", script, "api.not-allowed.example"]);
     assert.match(off, /403/);
@@ -261,13 +270,20 @@ describe("container sandboxes", { skip }, () => {
     // C: no path at all, and the proxy never saw it.
     const c = await probeFrom("C");
     assert.equal(c.proxy || c.internet, false);
-    const r = await chat(`http://${gw("c").join(":")}`, tokens.c!, "anyone out there?", 20_000).catch(
-      () => undefined,
-    );
-    assert.ok(
-      r?.status !== 200 || !r.content?.includes("internet-llm"),
-      "C's chat never reached the internet LLM",
-    );
+    // C's gateway answers from the model inside its own sandbox...
+    const r = await chat(`http://${gw("c").join(":")}`, tokens.c!, "anyone in here?", 180_000);
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.content && r.content.length > 0, "a reply from the local model");
+    assert.ok(!r.content.includes("internet-llm"), "not from the internet's LLM");
+    // ...and the same again after its model server is killed (the supervisor restarts it).
+    await driver.exec("c", ["pkill", "-KILL", "-f", "model-server/main.ts"]).catch(() => "");
+    let again = await chat(`http://${gw("c").join(":")}`, tokens.c!, "still there?", 180_000);
+    for (let i = 0; i < 10 && again.status !== 200; i++) {
+      await new Promise((res) => setTimeout(res, 3000));
+      again = await chat(`http://${gw("c").join(":")}`, tokens.c!, "still there?", 180_000);
+    }
+    assert.equal(again.status, 200, again.text);
+    assert.ok(again.content && again.content.length > 0);
     const cc = proxy.allCounters().tenants.find((t) => t.tenant === "c");
     assert.equal(cc?.bytesUp ?? 0, 0);
     assert.equal(cc?.bytesDown ?? 0, 0);

@@ -81,7 +81,7 @@ export async function startFakeInternet(opts: {
 
 /** Node script: try a TCP connect to each [host, port]; print a JSON array of "open" or an error code. */
 export const PROBE_SCRIPT = `const net=require("net");const t=JSON.parse(process.argv[1]);
-Promise.all(t.map(([h,p])=>new Promise(r=>{const s=net.connect({host:h,port:p});const k=setTimeout(()=>{s.destroy();r("timeout")},1500);
+Promise.all(t.map(([h,p])=>new Promise(r=>{const s=net.connect({host:h,port:p});const k=setTimeout(()=>{s.destroy();r("timeout")},3000);
 s.on("connect",()=>{clearTimeout(k);s.destroy();r("open")});s.on("error",e=>{clearTimeout(k);r(e.code||"error")})}))).then(x=>console.log(JSON.stringify(x)))`;
 
 /** Runs the probe on the host as `uid`. */

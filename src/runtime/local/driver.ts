@@ -15,11 +15,17 @@ import {
 } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
 import { ExecError, execFile } from "../../lib/exec.ts";
 import { tailFile } from "../../lib/tail.ts";
+import {
+  type ModelServerProcess,
+  type ModelSpec,
+  startModelServerProcess,
+} from "../../llm/model-server/supervisor.ts";
 import {
   gatewayArgs,
   type InstancePaths,
@@ -85,8 +91,21 @@ export interface ContainerDriverOptions {
   /** cgroup parent for every container, e.g. "clawkeep". */
   cgroupParent: string;
   stopGraceMs?: number;
+  /**
+   * The model a tenant whose plan has a local model (Enterprise) is served by, from the model
+   * registry; undefined: none registered (its gateway then has no provider it can reach).
+   */
+  localModel?: (spec: InstanceSpec) => Promise<ModelSpec | undefined>;
+  /** Model server tuning (tests cap replies to keep a random test model quick). */
+  modelServer?: { maxTokens?: number; contextSize?: number };
   log?: Logger;
 }
+
+/** Where the on-instance model server listens inside an Enterprise tenant's own netns. */
+export const LOCAL_MODEL_PORT = 11434;
+const MODEL_IN_CONTAINER = "/models/model.gguf";
+/** The clawkeep install: the model server runs from it (read-only) inside the sandbox. */
+const APP_DIR = fileURLToPath(new URL("../../../", import.meta.url)).replace(/\/$/, "");
 
 interface Record_ {
   name: string;
@@ -112,6 +131,7 @@ export class ContainerDriver implements RuntimeDriver {
   readonly kind = "container";
   readonly #o: ContainerDriverOptions;
   #prepared = false;
+  readonly #models = new Map<string, ModelServerProcess>();
 
   constructor(opts: ContainerDriverOptions) {
     this.#o = opts;
@@ -220,9 +240,23 @@ export class ContainerDriver implements RuntimeDriver {
   async #writeRootfs(name: string): Promise<string> {
     const rootfs = join(this.#dir(name), "rootfs");
     const rt = this.#o.runtime.dir;
-    for (const d of ["usr", "etc/ssl", "proc", "dev", "sys", "tmp", "run", DATA.slice(1), rt.slice(1)]) {
+    for (const d of [
+      "usr",
+      "etc/ssl",
+      "proc",
+      "dev",
+      "sys",
+      "tmp",
+      "run",
+      "models",
+      DATA.slice(1),
+      rt.slice(1),
+      APP_DIR.slice(1),
+    ]) {
       await mkdir(join(rootfs, d), { recursive: true, mode: 0o755 });
     }
+    // A file bind needs a file to mount on.
+    await writeFile(join(rootfs, MODEL_IN_CONTAINER.slice(1)), "", { flag: "a" });
     // runc gives a tmpfs the mode of the directory it is mounted on.
     await chmod(join(rootfs, "tmp"), 0o1777);
     for (const [link, target] of [
@@ -257,6 +291,17 @@ export class ContainerDriver implements RuntimeDriver {
     };
   }
 
+  /** The provider a tenant's gateway uses: its own model server when its plan has one. */
+  async #llm(spec: InstanceSpec): Promise<{ llm: InstanceSpec["llm"]; model: ModelSpec | undefined }> {
+    if (!spec.plan.localModel || !this.#o.localModel) return { llm: spec.llm, model: undefined };
+    const model = await this.#o.localModel(spec);
+    if (!model) return { llm: spec.llm, model: undefined };
+    return {
+      llm: { baseUrl: `http://127.0.0.1:${LOCAL_MODEL_PORT}/v1`, model: model.id ?? "local" },
+      model,
+    };
+  }
+
   async create(spec: InstanceSpec, signal?: AbortSignal): Promise<InstanceStatus> {
     const name = parseTenantName(spec.name);
     await this.#prepare();
@@ -284,7 +329,7 @@ export class ContainerDriver implements RuntimeDriver {
         port: this.#o.network.gatewayPort,
         bind: "lan",
         paths: this.#paths(),
-        llm: spec.llm,
+        llm: (await this.#llm(spec)).llm,
         ...(spec.publicOrigin ? { allowedOrigins: [spec.publicOrigin] } : {}),
         ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
       }),
@@ -305,6 +350,37 @@ export class ContainerDriver implements RuntimeDriver {
     await writeFile(join(dir, "record.json.tmp"), `${JSON.stringify(rec)}\n`, { mode: 0o600 });
     await rename(join(dir, "record.json.tmp"), join(dir, "record.json"));
     return this.status(name);
+  }
+
+  /**
+   * Runs the tenant's model server inside its container (same namespaces, cgroup and seccomp,
+   * as the gateway's uid), listening on the container's own loopback: only that tenant's gateway
+   * can reach it. Supervised: restarted when it dies, given up on a corrupt model.
+   */
+  async #startModel(name: string, spec: InstanceSpec, model: ModelSpec): Promise<void> {
+    const proc = await startModelServerProcess({
+      model: { ...model, path: MODEL_IN_CONTAINER },
+      host: "127.0.0.1",
+      port: LOCAL_MODEL_PORT,
+      threads: Math.max(1, Math.floor(cpuQuota(spec.plan.cpus))),
+      nodePath: "/usr/bin/node",
+      wrap: [
+        this.#o.oci,
+        "--root",
+        this.#runcRoot(),
+        "exec",
+        "--user",
+        `${CONTAINER_UID}:${CONTAINER_UID}`,
+        this.#id(name),
+      ],
+      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", TMPDIR: "/tmp", NODE_ENV: "production" },
+      output: "ignore",
+      ...(this.#o.modelServer?.maxTokens ? { maxTokens: this.#o.modelServer.maxTokens } : {}),
+      ...(this.#o.modelServer?.contextSize ? { contextSize: this.#o.modelServer.contextSize } : {}),
+      ...(this.#o.log ? { log: this.#o.log } : {}),
+      onFatal: (err) => this.#o.log?.error({ tenant: name, err: err.message }, "model server failed"),
+    });
+    this.#models.set(name, proc);
   }
 
   /** The OCI runtime's view: absent, created, running or stopped. */
@@ -337,7 +413,11 @@ export class ContainerDriver implements RuntimeDriver {
     const rec = await this.#record(name);
     if (!rec) throw new ClawkeepError("runtime_failed", `instance ${name} has not been created`);
     const cur = await this.#state(name);
-    if (cur.state === "running") return this.status(name);
+    const { model } = await this.#llm(spec);
+    if (cur.state === "running") {
+      if (model && !this.#models.has(name)) await this.#startModel(name, spec, model);
+      return this.status(name);
+    }
     if (cur.state !== "absent") await this.#oci(["delete", "--force", this.#id(name)]).catch(() => {});
     signal?.throwIfAborted();
 
@@ -376,6 +456,12 @@ export class ContainerDriver implements RuntimeDriver {
         { source: "/usr", destination: "/usr" },
         { source: "/etc/ssl", destination: "/etc/ssl" },
         { source: rt.dir, destination: rt.dir },
+        ...(model
+          ? [
+              { source: model.path, destination: MODEL_IN_CONTAINER },
+              { source: APP_DIR, destination: APP_DIR },
+            ]
+          : []),
       ],
       readWriteBinds: [{ source: data, destination: DATA }],
       tmpfs: [
@@ -429,6 +515,7 @@ export class ContainerDriver implements RuntimeDriver {
       await detachTenant(rec.slot);
       throw err;
     }
+    if (model) await this.#startModel(name, spec, model);
     this.#o.log?.info({ tenant: name, container: id, runtime: this.#o.oci }, "container started");
     return this.status(name);
   }
@@ -437,6 +524,8 @@ export class ContainerDriver implements RuntimeDriver {
     parseTenantName(name);
     const rec = await this.#record(name);
     const id = this.#id(name);
+    await this.#models.get(name)?.stop();
+    this.#models.delete(name);
     const cur = await this.#state(name);
     if (cur.state === "running") {
       await this.#oci(["kill", id, "TERM"]).catch(() => {});
