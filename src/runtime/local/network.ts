@@ -99,6 +99,9 @@ export function renderRuleset(c: NetworkConfig, tenants: readonly TenantNet[]): 
   const all = tenants.map((t) => tenantAddress(c, t.slot));
   const gapped = tenants.filter((t) => t.airGapped).map((t) => tenantAddress(c, t.slot));
   const elements = (xs: string[]) => (xs.length ? ` elements = { ${xs.join(", ")} };` : "");
+  // Tenant-to-tenant drop names this ruleset's own ports, so rulesets of other bridges (another
+  // clawkeep, a test) never touch each other's traffic.
+  const ports = tenants.map((t) => JSON.stringify(hostIf(t.slot))).join(", ");
   const spoof = tenants
     .map((t) => {
       const ifn = JSON.stringify(hostIf(t.slot));
@@ -144,7 +147,7 @@ ${spoof || "    # no tenants"}
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
-    iifname "ckv*" oifname "ckv*" counter drop
+${ports ? `    iifname { ${ports} } oifname { ${ports} } counter drop` : "    # no tenants"}
   }
 }
 `;

@@ -1,0 +1,42 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { execFile } from "../../lib/exec.ts";
+import { DEFAULT_NETWORK, hostIf, renderRuleset, tenantAddress } from "./network.ts";
+
+const tenants = [
+  { name: "a", slot: 0, airGapped: false },
+  { name: "c", slot: 2, airGapped: true },
+];
+
+test("addresses and names come from the slot and stay inside the tenants' /16", () => {
+  assert.equal(tenantAddress(DEFAULT_NETWORK, 0), "198.19.0.10");
+  assert.equal(tenantAddress(DEFAULT_NETWORK, 300), "198.19.1.54");
+  assert.equal(hostIf(7), "ckv7");
+  assert.throws(() => tenantAddress(DEFAULT_NETWORK, -1), /out of range/);
+});
+
+test("the ruleset: anti-spoofing per port, air-gapped set, proxy-only input, gateway ports for allowed uids only", () => {
+  const r = renderRuleset({ ...DEFAULT_NETWORK, allowedUids: [0, 999] }, tenants);
+  assert.match(r, /iifname "ckv0" ether type ip ip saddr != 198\.19\.0\.10 counter drop/);
+  assert.match(r, /set airgapped \{ type ipv4_addr; elements = \{ 198\.19\.0\.12 \}; \}/);
+  assert.match(r, /ip saddr @tenants ip daddr 198\.19\.0\.1 tcp dport 3128 ct state new counter accept/);
+  assert.match(r, /tcp dport 18789 meta skuid \{ 0, 999 \}/);
+  // The tenant-to-tenant drop names only this ruleset's ports: other bridges are not affected.
+  assert.match(r, /iifname \{ "ckv0", "ckv2" \} oifname \{ "ckv0", "ckv2" \} counter drop/);
+  assert.doesNotMatch(r, /ckv\*/);
+  // Established replies are accepted before the air-gap drop (the edge's connections work).
+  assert.ok(r.indexOf("ct state established,related accept") < r.indexOf("@airgapped counter drop"));
+});
+
+test("bad settings are refused before anything reaches nft", () => {
+  assert.throws(() => renderRuleset({ ...DEFAULT_NETWORK, bridge: "br;rm" }, []), /bridge name/);
+  assert.throws(() => renderRuleset({ ...DEFAULT_NETWORK, table: "x y" }, []), /table name/);
+  assert.throws(() => renderRuleset({ ...DEFAULT_NETWORK, prefix16: "10.0.0" }, []), /prefix/);
+});
+
+test("nft accepts the rendered ruleset (check mode)", {
+  skip: process.getuid?.() !== 0 ? "needs root for nft -c" : false,
+}, async () => {
+  await execFile(["nft", "-c", "-f", "-"], { input: renderRuleset(DEFAULT_NETWORK, tenants) });
+  await execFile(["nft", "-c", "-f", "-"], { input: renderRuleset(DEFAULT_NETWORK, []) });
+});
