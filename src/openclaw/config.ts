@@ -37,6 +37,11 @@ export interface OpenClawConfigInput {
   proxyUrl?: string;
   /** Browser origins allowed to open the Control UI's WebSocket (the edge's host name). */
   allowedOrigins?: string[];
+  /**
+   * Source addresses of the edge, whose X-Forwarded-For (which the edge overwrites) OpenClaw
+   * trusts for client attribution; without it OpenClaw refuses proxied requests.
+   */
+  trustedProxies?: string[];
 }
 
 export function renderOpenClawConfig(input: OpenClawConfigInput): Record<string, unknown> {
@@ -46,6 +51,7 @@ export function renderOpenClawConfig(input: OpenClawConfigInput): Record<string,
       port: input.port,
       bind: input.bind,
       auth: { mode: "token", token: `\${${GATEWAY_TOKEN_ENV}}` },
+      ...(input.trustedProxies?.length ? { trustedProxies: input.trustedProxies } : {}),
       controlUi: {
         enabled: true,
         ...(input.allowedOrigins?.length ? { allowedOrigins: input.allowedOrigins } : {}),

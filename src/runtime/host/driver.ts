@@ -188,7 +188,7 @@ export class HostProcessDriver implements RuntimeDriver {
         bind: "loopback",
         paths: p,
         llm: spec.llm,
-        ...(spec.publicOrigin ? { allowedOrigins: [spec.publicOrigin] } : {}),
+        ...(spec.publicOrigin ? { allowedOrigins: [spec.publicOrigin], trustedProxies: ["127.0.0.1"] } : {}),
       }),
       {
         mode: 0o444,

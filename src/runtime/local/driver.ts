@@ -330,7 +330,9 @@ export class ContainerDriver implements RuntimeDriver {
         bind: "lan",
         paths: this.#paths(),
         llm: (await this.#llm(spec)).llm,
-        ...(spec.publicOrigin ? { allowedOrigins: [spec.publicOrigin] } : {}),
+        ...(spec.publicOrigin
+          ? { allowedOrigins: [spec.publicOrigin], trustedProxies: [hostAddress(this.#o.network)] }
+          : {}),
         ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
       }),
       {
