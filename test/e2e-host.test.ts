@@ -20,6 +20,7 @@ import { chat, filesUnder, gatewayProcesses, needsRoot, scanFile } from "./suppo
  */
 const skip = needsRoot();
 const UID_BASE = 201000;
+const EDGE_HOST = "198.19.0.1";
 let home: string;
 let settings: Settings;
 let provider: EchoProvider;
@@ -46,7 +47,9 @@ before(async () => {
     CLAWKEEP_LLM_MODEL: provider.model,
     CLAWKEEP_RECONCILE_INTERVAL_MS: "500",
     CLAWKEEP_STARTER_POOL_MIB: "512",
-    CLAWKEEP_EDGE_LISTEN: "127.0.0.1:38443",
+    // On the bridge address, not loopback: OpenClaw refuses proxied requests whose client is
+    // loopback (it cannot attribute them), and real clients never are.
+    CLAWKEEP_EDGE_LISTEN: "198.19.0.1:38443",
   });
   platform = await startPlatform(settings, log);
 });
@@ -318,7 +321,7 @@ function viaEdge(
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
       {
-        host: "127.0.0.1",
+        host: EDGE_HOST,
         port: Number(url.port || 443),
         servername: url.hostname,
         headers: { host: url.host, ...(body ? { "content-type": "application/json" } : {}), ...headers },
