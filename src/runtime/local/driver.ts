@@ -34,6 +34,7 @@ import {
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
+import { lockedBindOptions } from "./mounts.ts";
 import {
   applyRuleset,
   attachTenant,
@@ -475,6 +476,9 @@ export class ContainerDriver implements RuntimeDriver {
       pids: spec.plan.pids,
       cgroupsPath: `/${this.#o.cgroupParent}/${name}`,
     });
+    // In a user namespace the bind must keep the flags its source mount has locked.
+    const keep = await lockedBindOptions(data);
+    for (const m of oci.mounts) if (m.destination === DATA) m.options.push(...keep);
     // config.json holds the gateway's secrets (its environment): it lives on the secrets tmpfs
     // only, and goes with stop().
     await writeFile(join(bundle, "config.json"), JSON.stringify(oci), { mode: 0o600 });

@@ -167,21 +167,24 @@ export class TenantCgroup {
     }
   }
 
-  /** Facts for status and tests: the memory limit, the OOM kills and how often the limit was hit. */
+  /** Facts for status and tests: the memory limit, use and peak (since the last reset), the OOM kills. */
   async memoryFacts(): Promise<
-    { limitBytes: number; usageBytes: number; failcnt: number; oomKills: number } | undefined
+    { limitBytes: number; usageBytes: number; maxUsageBytes: number; oomKills: number } | undefined
   > {
     const mem = this.dir("memory");
     try {
-      const [limit, usage, fail, oom] = await Promise.all(
-        ["memory.limit_in_bytes", "memory.usage_in_bytes", "memory.failcnt", "memory.oom_control"].map((f) =>
-          readFile(join(mem, f), "utf8"),
-        ),
+      const [limit, usage, max, oom] = await Promise.all(
+        [
+          "memory.limit_in_bytes",
+          "memory.usage_in_bytes",
+          "memory.max_usage_in_bytes",
+          "memory.oom_control",
+        ].map((f) => readFile(join(mem, f), "utf8")),
       );
       return {
         limitBytes: Number(limit!.trim()),
         usageBytes: Number(usage!.trim()),
-        failcnt: Number(fail!.trim()),
+        maxUsageBytes: Number(max!.trim()),
         oomKills: Number(/oom_kill (\d+)/.exec(oom!)?.[1] ?? 0),
       };
     } catch {

@@ -1,15 +1,16 @@
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, constants as fsc } from "node:fs";
 import {
   chmod,
-  chown,
+  type FileHandle,
+  lchown,
+  lstat,
   mkdir,
   open,
   readdir,
   readFile,
   rename,
   rm,
-  stat,
   symlink,
   writeFile,
 } from "node:fs/promises";
@@ -20,7 +21,6 @@ import type { Plan } from "../../core/plans.ts";
 import { parseTenantName } from "../../core/tenant.ts";
 import { ExecError, execFile } from "../../lib/exec.ts";
 import { pidsOfUid, procInfo, signal as sendSignal } from "../../lib/procfs.ts";
-import { tailFile } from "../../lib/tail.ts";
 import {
   gatewayArgs,
   type InstancePaths,
@@ -28,6 +28,7 @@ import {
   renderOpenClawConfigFile,
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
+import { lockedBindOptions } from "../local/mounts.ts";
 import {
   attachTenant,
   detachTenant,
@@ -37,6 +38,7 @@ import {
   tenantAddress,
 } from "../local/network.ts";
 import { renderOciSpec } from "../local/oci.ts";
+import { parseMountinfo } from "../local/volume.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
 import { cgroupVersion, TenantCgroup } from "./cgroups.ts";
 import { CONFINE_PATH, CONFINE_SCRIPT, confinedArgv } from "./confine.ts";
@@ -117,6 +119,90 @@ const NOBODY = 65534;
 const LOG_ROTATE_BYTES = 5 * 1024 * 1024;
 
 export class PoolError extends ClawkeepError {}
+
+const PF_EXITING = 0x4;
+
+/**
+ * Whether a pool's init is alive: not gone, not a zombie, not exiting. A pool's init that dies
+ * stays in exit until every process of its pid namespace is reaped, and the tenants' processes
+ * (started with `runc exec -d`) are reaped by the host's init, which may take a moment.
+ */
+async function initAlive(pid: number | undefined): Promise<boolean> {
+  if (!pid) return false;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return !/^[ZX]/.test(rest[0] ?? "") && (Number(rest[6]) & PF_EXITING) === 0;
+  } catch {
+    return false;
+  }
+}
+
+async function waitGone(pid: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (existsSync(`/proc/${pid}`)) {
+    if (Date.now() > deadline || signal?.aborted) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
+}
+
+const fdPath = (h: FileHandle, name = "") => `/proc/self/fd/${h.fd}${name ? `/${name}` : ""}`;
+
+/** Opens a directory, refusing a symlink in its last component. */
+async function openDirNoFollow(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, fsc.O_RDONLY | fsc.O_DIRECTORY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ELOOP" || code === "ENOTDIR")
+      throw new PoolError("runtime_failed", `${path} is not a directory (a symlink?): refusing to follow it`);
+    throw err;
+  }
+}
+
+/** `name` under the opened directory `parent`: made if missing, a real directory, 0700 the owner's. */
+async function ensureTenantDir(parent: FileHandle, name: string, owner: number): Promise<FileHandle> {
+  await mkdir(fdPath(parent, name), { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "EEXIST") throw e;
+  });
+  const h = await openDirNoFollow(fdPath(parent, name));
+  await h.chown(owner, owner);
+  await h.chmod(0o700);
+  return h;
+}
+
+/** Writes a root-owned read-only file into the opened directory, atomically, never through a link. */
+async function writeRootFile(dir: FileHandle, name: string, text: string): Promise<void> {
+  const tmp = fdPath(dir, `${name}.tmp`);
+  await rm(tmp, { force: true });
+  const fh = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o444);
+  try {
+    await fh.writeFile(text);
+    await fh.chown(0, 0);
+    await fh.chmod(0o444);
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, fdPath(dir, name));
+}
+
+/** The last lines of a root-owned log in a tenant's directory, never through a link. */
+async function tailNoFollow(path: string, maxLines: number): Promise<string> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(path, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    const { size } = await fh.stat();
+    const len = Math.min(size, 64 * 1024);
+    const buf = Buffer.alloc(len);
+    await fh.read(buf, 0, len, size - len);
+    return buf.toString("utf8").trimEnd().split("\n").slice(-maxLines).join("\n");
+  } catch {
+    return "";
+  } finally {
+    await fh?.close();
+  }
+}
 
 /**
  * Starter: tenants share a pool container (runc, its own user/pid/mount/ipc/uts/net namespaces,
@@ -296,22 +382,28 @@ export class PoolDriver implements RuntimeDriver {
   }
 
   /** runc's view of a pool container. */
-  async #poolState(
-    pool: string,
-  ): Promise<{ state: "absent" | "created" | "running" | "stopped"; pid: number | null }> {
+  async #poolState(pool: string): Promise<{
+    state: "absent" | "created" | "running" | "stopped";
+    pid: number | null;
+    /** The init's pid as runc recorded it, alive or not. */
+    initPid: number | null;
+  }> {
     try {
       const s = JSON.parse(await this.#oci(["state", this.#containerId(pool)])) as {
         status: string;
         pid: number;
       };
-      const st = s.status === "running" || s.status === "created" ? s.status : "stopped";
-      return { state: st, pid: s.pid || null };
+      let st: "created" | "running" | "stopped" =
+        s.status === "running" || s.status === "created" ? s.status : "stopped";
+      // runc calls an init that is exiting (or a zombie not reaped yet) running: it is not.
+      if (st !== "stopped" && !(await initAlive(s.pid))) st = "stopped";
+      return { state: st, pid: st === "stopped" ? null : s.pid || null, initPid: s.pid || null };
     } catch (err) {
       if (
         err instanceof ExecError &&
         (/does not exist/.test(err.stderr + err.stdout) || !existsSync(this.#runcRoot()))
       )
-        return { state: "absent", pid: null };
+        return { state: "absent", pid: null, initPid: null };
       throw err;
     }
   }
@@ -368,7 +460,17 @@ export class PoolDriver implements RuntimeDriver {
     const cur = await this.#poolState(pool.id);
     if (cur.state === "running") return;
     const id = this.#containerId(pool.id);
-    if (cur.state !== "absent") await this.#oci(["delete", "--force", id]).catch(() => {});
+    if (cur.state !== "absent") {
+      // A pool that died: its old init must be gone before the new one takes its name.
+      await this.#oci(["kill", "--all", id, "KILL"]).catch(() => {});
+      if (cur.initPid && !(await waitGone(cur.initPid, 30_000, signal))) {
+        throw new PoolError(
+          "runtime_failed",
+          `the old init of ${id} (pid ${cur.initPid}) has not exited after 30 s; is something holding its processes?`,
+        );
+      }
+      await this.#oci(["delete", "--force", id]).catch(() => {});
+    }
     signal?.throwIfAborted();
     const rootfs = await this.#writeRootfs(pool);
     const data = await this.#o.storage.openPool(pool.id, signal);
@@ -398,6 +500,10 @@ export class PoolDriver implements RuntimeDriver {
     });
     // Tenants share the pool's pid namespace: each sees only its own processes.
     for (const m of oci.mounts) if (m.destination === "/proc") m.options.push("hidepid=invisible");
+    // In a user namespace a bind mount must keep the flags its source mount has locked (an
+    // encrypted pool volume is noexec,noatime): runc's remount fails with EPERM otherwise.
+    const keep = await lockedBindOptions(data);
+    for (const m of oci.mounts) if (m.destination === POOL_DIR) m.options.push(...keep);
     const bundle = this.#bundle(pool.id);
     await rm(bundle, { recursive: true, force: true });
     await mkdir(bundle, { recursive: true, mode: 0o700 });
@@ -465,7 +571,7 @@ export class PoolDriver implements RuntimeDriver {
       netnsName(pool.slot),
       nets.map((n) => n.address),
       renderPoolNetns({ publicPort: this.#net().gatewayPort, tenants: nets }),
-      signal,
+      { bridge: this.#net().bridge, ...(signal ? { signal } : {}) },
     );
   }
 
@@ -559,28 +665,35 @@ export class PoolDriver implements RuntimeDriver {
     const rel = relative(poolData, dir);
     if (rel !== `tenants/${rec.name}`)
       throw new PoolError("runtime_failed", `tenant directory ${dir} is not where the pool expects it`);
-    for (const sub of ["state", "state/logs", "home", "tmp", "workspace"]) {
-      await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
-      await chown(join(dir, sub), owner, owner);
-      await chmod(join(dir, sub), 0o700);
+    // Root works inside a tree the tenant owns: every step below refuses to follow a symlink the
+    // tenant may have planted (a followed link would let root chown or write a host file).
+    const top = await openDirNoFollow(dir);
+    const handles: FileHandle[] = [top];
+    try {
+      const state = await ensureTenantDir(top, "state", owner);
+      handles.push(state);
+      handles.push(await ensureTenantDir(state, "logs", owner));
+      for (const sub of ["home", "tmp", "workspace"]) handles.push(await ensureTenantDir(top, sub, owner));
+      const proxyUrl = spec.plan.egress ? this.#o.network.proxyUrl : null;
+      // The platform's file: root-owned and read-only to the gateway (OPENCLAW_CONFIG_READONLY).
+      await writeRootFile(
+        state,
+        "openclaw.json",
+        renderOpenClawConfigFile({
+          port: this.#port(rec.index),
+          bind: "lan",
+          paths: this.#paths(rec.name),
+          llm: spec.llm,
+          // The edge reaches the gateway from the bridge's host address (DNAT keeps the source).
+          ...(spec.publicOrigin
+            ? { allowedOrigins: [spec.publicOrigin], trustedProxies: [hostAddress(this.#net())] }
+            : {}),
+          ...(proxyUrl ? { proxyUrl } : {}),
+        }),
+      );
+    } finally {
+      for (const h of handles) await h.close();
     }
-    const proxyUrl = spec.plan.egress ? this.#o.network.proxyUrl : null;
-    const cfg = join(dir, "state", "openclaw.json");
-    await rm(`${cfg}.tmp`, { force: true });
-    await writeFile(
-      `${cfg}.tmp`,
-      renderOpenClawConfigFile({
-        port: this.#port(rec.index),
-        bind: "lan",
-        paths: this.#paths(rec.name),
-        llm: spec.llm,
-        ...(proxyUrl ? { proxyUrl } : {}),
-      }),
-      { mode: 0o444 },
-    );
-    // The platform's file: root-owned and read-only to the gateway (OPENCLAW_CONFIG_READONLY).
-    await chown(`${cfg}.tmp`, 0, 0);
-    await rename(`${cfg}.tmp`, cfg);
     return dir;
   }
 
@@ -700,9 +813,18 @@ export class PoolDriver implements RuntimeDriver {
       ]);
 
       const logPath = join(dir, "gateway.log");
-      const st = await stat(logPath).catch(() => undefined);
+      const st = await lstat(logPath).catch(() => undefined);
       if (st && st.size > LOG_ROTATE_BYTES) await rename(logPath, `${logPath}.1`);
-      const out = await open(logPath, "a", 0o600);
+      // The tenant owns the directory: never follow a link it put in the log's place.
+      const out = await open(
+        logPath,
+        fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT | fsc.O_NOFOLLOW,
+        0o600,
+      ).catch((err: NodeJS.ErrnoException) => {
+        throw err.code === "ELOOP"
+          ? new PoolError("runtime_failed", `${logPath} is a symlink: refusing to follow it; remove it`)
+          : err;
+      });
       const bundle = this.#bundle(pool.id);
       const processFile = join(bundle, `${name}.process.json`);
       const pidFile = join(bundle, `${name}.pid`);
@@ -887,7 +1009,7 @@ export class PoolDriver implements RuntimeDriver {
         signal ? { signal } : {},
       );
       await execFile(["chown", "-R", "-P", `${newUid}:${newUid}`, dst], signal ? { signal } : {});
-      for (const f of ["gateway.log", "gateway.log.1"]) await chown(join(dst, f), 0, 0).catch(() => {});
+      for (const f of ["gateway.log", "gateway.log.1"]) await lchown(join(dst, f), 0, 0).catch(() => {});
       await this.#writeTenantFiles(spec, target.pool, moved, signal);
       await this.#writeJson(this.#tenantRecordPath(name), moved);
       await this.#o.storage.closeTenant(target.pool.id, name, signal);
@@ -950,7 +1072,9 @@ export class PoolDriver implements RuntimeDriver {
 
   async logTail(name: string, maxLines = 20): Promise<string> {
     const rec = await this.#tenant(name);
-    return rec ? tailFile(join(this.#o.storage.tenantDir(rec.pool, rec.name), "gateway.log"), maxLines) : "";
+    return rec
+      ? tailNoFollow(join(this.#o.storage.tenantDir(rec.pool, rec.name), "gateway.log"), maxLines)
+      : "";
   }
 
   /** Every pool with its state, address, capacity and tenants (operators, tests). */
@@ -1029,6 +1153,20 @@ export class PoolDriver implements RuntimeDriver {
       ["exec", "--user", opts.user ?? `${NOBODY}:${NOBODY}`, this.#containerId(pool), ...argv],
       opts.signal,
     );
+  }
+
+  /**
+   * Start-up: puts the bridge ruleset, the egress policy and every running pool's own rules back
+   * in line with the records (a new control plane's NetworkMembers knows nothing yet).
+   */
+  async resync(signal?: AbortSignal): Promise<void> {
+    await this.#serial(async () => {
+      await this.#prepare();
+      for (const p of await this.#pools()) {
+        if ((await this.#poolState(p.id)).state === "running") await this.#applyPoolNet(p, signal);
+      }
+      await this.#syncBridge();
+    });
   }
 
   /** Removes what the driver set up for all pools: the secrets tmpfs. Only when no pool runs. */

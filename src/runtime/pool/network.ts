@@ -67,6 +67,9 @@ export function renderBridgeRuleset(c: NetworkConfig, members: readonly BridgeMe
   const gapped = members.filter((m) => m.airGapped).flatMap((m) => addressesOf(c, m));
   const elements = (xs: string[]) => (xs.length ? ` elements = { ${xs.join(", ")} };` : "");
   const one = (xs: string[]) => (xs.length === 1 ? xs[0]! : `{ ${xs.join(", ")} }`);
+  // Member-to-member drop names this ruleset's own ports, so rulesets of other bridges never
+  // touch each other's traffic.
+  const ports = members.map((m) => JSON.stringify(hostIf(m.slot))).join(", ");
   const spoof = members
     .map((m) => {
       const ifn = JSON.stringify(hostIf(m.slot));
@@ -112,7 +115,7 @@ ${spoof || "    # no tenants"}
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
-    iifname "ckv*" oifname "ckv*" counter drop
+${ports ? `    iifname { ${ports} } oifname { ${ports} } counter drop` : "    # no tenants"}
   }
 }
 `;
@@ -208,9 +211,12 @@ export async function applyPoolNetns(
   netns: string,
   addresses: readonly string[],
   ruleset: string,
-  signal?: AbortSignal,
+  opts: { bridge: string; signal?: AbortSignal },
 ): Promise<void> {
   if (!/^[a-z0-9-]{1,32}$/.test(netns)) throw new ClawkeepError("invalid_request", `bad netns name ${netns}`);
+  if (!/^[a-z][a-z0-9-]{0,14}$/.test(opts.bridge))
+    throw new ClawkeepError("invalid_request", `bad bridge name ${JSON.stringify(opts.bridge)}`);
+  const signal = opts.signal;
   const s = signal ? { signal } : {};
   const have = await execFile(["ip", "-n", netns, "-o", "-4", "addr", "show", "dev", "eth0"], s);
   const present = new Set([...have.matchAll(/inet (\d+\.\d+\.\d+\.\d+)\/32/g)].map((m) => m[1]!));
@@ -221,6 +227,11 @@ export async function applyPoolNetns(
   ];
   if (batch.length)
     await execFile(["ip", "-n", netns, "-batch", "-"], { input: `${batch.join("\n")}\n`, ...s });
+  // An address that moved here from another pool: the host forgets the old pool's MAC for it.
+  for (const a of want) {
+    if (!present.has(a))
+      await execFile(["ip", "neigh", "flush", "to", a, "dev", opts.bridge], s).catch(() => {});
+  }
   await execFile(["ip", "netns", "exec", netns, "nft", "-f", "-"], { input: ruleset, ...s });
 }
 
