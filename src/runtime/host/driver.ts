@@ -6,6 +6,7 @@ import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
 import { pidsOfUid, procInfo, signal } from "../../lib/procfs.ts";
+import { openAppendNoFollow, ownDir, writeFileNoFollow } from "../../lib/safefs.ts";
 import { tailFile } from "../../lib/tail.ts";
 import {
   gatewayArgs,
@@ -173,16 +174,13 @@ export class HostProcessDriver implements RuntimeDriver {
     const opened = this.#o.volumes ? await this.#o.volumes.open(spec, uid, _signal) : dir;
     if (opened !== dir)
       throw new ClawkeepError("runtime_failed", `volume of ${name} opened at ${opened}, expected ${dir}`);
+    // Parents first; the tenant owns these directories, so nothing in them is followed.
     for (const d of [dir, p.stateDir, p.home, p.tmpDir, p.workspaceDir, dirname(p.logFile)]) {
-      await mkdir(d, { recursive: true, mode: 0o700 });
-      await chown(d, uid, uid);
-      await chmod(d, 0o700);
+      await ownDir(d, uid, uid, 0o700);
     }
     // The config is the platform's: root-owned and read-only to the gateway (OPENCLAW_CONFIG_READONLY).
-    const tmp = `${p.configPath}.tmp`;
-    await rm(tmp, { force: true });
-    await writeFile(
-      tmp,
+    await writeFileNoFollow(
+      p.configPath,
       renderOpenClawConfigFile({
         port,
         bind: "loopback",
@@ -190,12 +188,8 @@ export class HostProcessDriver implements RuntimeDriver {
         llm: spec.llm,
         ...(spec.publicOrigin ? { allowedOrigins: [spec.publicOrigin], trustedProxies: ["127.0.0.1"] } : {}),
       }),
-      {
-        mode: 0o444,
-      },
+      0o444,
     );
-    await chown(tmp, 0, 0);
-    await rename(tmp, p.configPath);
     const rec = await this.#readRecord(name);
     if (!rec) {
       await this.#writeRecord({
@@ -232,7 +226,7 @@ export class HostProcessDriver implements RuntimeDriver {
     const logPath = this.#logPath(name);
     const st = await stat(logPath).catch(() => undefined);
     if (st && st.size > LOG_ROTATE_BYTES) await rename(logPath, `${logPath}.1`);
-    const out = await open(logPath, "a", 0o600);
+    const out = await openAppendNoFollow(logPath);
     try {
       await out.write(`--- clawkeep: starting gateway for ${name} at ${new Date().toISOString()}\n`);
       const env = renderGatewayEnv({

@@ -20,6 +20,7 @@ import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
 import { ExecError, execFile } from "../../lib/exec.ts";
+import { openAppendNoFollow, ownDir, writeFileNoFollow } from "../../lib/safefs.ts";
 import { tailFile } from "../../lib/tail.ts";
 import {
   type ModelServerProcess,
@@ -319,13 +320,12 @@ export class ContainerDriver implements RuntimeDriver {
     await this.#writeRootfs(name);
     const owner = this.#idBase(spec.slot) + CONTAINER_UID;
     const data = await this.#o.volumes.open(spec, owner, signal);
-    for (const sub of ["state", "state/logs", "home", "workspace"]) {
-      await mkdir(join(data, sub), { recursive: true, mode: 0o700 });
-      await chown(join(data, sub), owner, owner);
-    }
+    // Parents first; the tenant owns these directories, so nothing in them is followed.
+    for (const sub of ["state", "state/logs", "home", "workspace"])
+      await ownDir(join(data, sub), owner, owner, 0o700);
     const cfg = join(data, "state", "openclaw.json");
-    await writeFile(
-      `${cfg}.tmp`,
+    await writeFileNoFollow(
+      cfg,
       renderOpenClawConfigFile({
         port: this.#o.network.gatewayPort,
         bind: "lan",
@@ -336,11 +336,8 @@ export class ContainerDriver implements RuntimeDriver {
           : {}),
         ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
       }),
-      {
-        mode: 0o444,
-      },
+      0o444,
     );
-    await rename(`${cfg}.tmp`, cfg);
 
     const rec: Record_ = {
       name,
@@ -486,7 +483,7 @@ export class ContainerDriver implements RuntimeDriver {
     const logPath = join(data, "gateway.log");
     const st = await stat(logPath).catch(() => undefined);
     if (st && st.size > 5 * 1024 * 1024) await rename(logPath, `${logPath}.1`);
-    const out = await open(logPath, "a", 0o600);
+    const out = await openAppendNoFollow(logPath);
     const id = this.#id(name);
     try {
       await out.write(`--- clawkeep: creating container ${id} at ${new Date().toISOString()}\n`);
