@@ -49,6 +49,8 @@ export interface Settings {
   /** Host uid that container uid 0 of slot 0 maps to; each slot takes 65536 ids. */
   idMapBase: number;
   starterPoolBytes: number;
+  /** The GGUF model Enterprise tenants are served by inside their sandbox (verified at start). */
+  enterpriseModel: { path: string; id: string; sha256?: string } | null;
   egress: {
     port: number;
     /** Host names every tenant may reach besides the built-in LLM and chat hosts. */
@@ -140,6 +142,13 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     edge: loadEdgeSettings(home, env),
     tenantNetPrefix: prefix16(env),
     idMapBase: int(env, "CLAWKEEP_IDMAP_BASE", 1_000_000, 100_000, 2 ** 31),
+    enterpriseModel: env.CLAWKEEP_ENTERPRISE_MODEL
+      ? {
+          path: absPath(env, "CLAWKEEP_ENTERPRISE_MODEL", ""),
+          id: env.CLAWKEEP_ENTERPRISE_MODEL_ID || "local",
+          ...(env.CLAWKEEP_ENTERPRISE_MODEL_SHA256 ? { sha256: env.CLAWKEEP_ENTERPRISE_MODEL_SHA256 } : {}),
+        }
+      : null,
     starterPoolBytes: int(env, "CLAWKEEP_STARTER_POOL_MIB", 16384, 64, 16 * 1024 * 1024) * 1024 * 1024,
     egress: {
       port: int(env, "CLAWKEEP_EGRESS_PORT", 3128, 1, 65535),

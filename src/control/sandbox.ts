@@ -5,6 +5,7 @@ import { renderEgressConfig } from "../egress/config.ts";
 import { type EgressProcess, startEgressProcess } from "../egress/process.ts";
 import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
+import { verifyModelFile } from "../llm/model-server/verify.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
 import { HostProcessDriver } from "../runtime/host/driver.ts";
 import { ContainerDriver, detectOciRuntime } from "../runtime/local/driver.ts";
@@ -139,6 +140,18 @@ export async function buildSandboxDrivers(o: {
   };
   watch(proc);
 
+  // Enterprise's on-instance model: checked (GGUF header, size, checksum when given) before use,
+  // so a missing or corrupt file is a clear error at start, not a gateway that cannot answer.
+  let model: { path: string; id: string; sha256?: string; size: number } | undefined;
+  if (settings.enterpriseModel) {
+    const m = settings.enterpriseModel;
+    const v = await verifyModelFile(m.path, m.sha256 ? { sha256: m.sha256 } : {});
+    model = { ...m, size: v.size, ...(v.sha256 ? { sha256: v.sha256 } : {}) };
+    log.info({ model: m.id, path: m.path, bytes: v.size }, "enterprise model verified");
+  } else {
+    log.warn("no CLAWKEEP_ENTERPRISE_MODEL: Enterprise tenants have no model to answer with");
+  }
+
   const containers = new ContainerDriver({
     containersDir: join(settings.home, "containers"),
     secretsDir: join(settings.runDir, "secrets"),
@@ -149,6 +162,7 @@ export async function buildSandboxDrivers(o: {
     egress: registry,
     idMapBase: settings.idMapBase,
     cgroupParent: "clawkeep",
+    localModel: async () => model,
     log,
   });
   // Containers that outlived an earlier control plane: rules and proxy policy back in force.

@@ -54,9 +54,17 @@ export interface InstanceView {
   startQueue: { running: number; queued: number };
 }
 
-const ISOLATION: Record<string, string> = {
-  host: "host process under its own uid with its own 0700 directory, port and token; shares the host's kernel, network namespace and /tmp (no container yet)",
+/** What each tier's instance shares and does not, said plainly (shown by the API and CLI). */
+const ISOLATION_BY_TIER: Record<Tenant["tier"], string> = {
+  starter:
+    "Starter (multi-tenant): its own gateway process, uid, port and token, and its own 0700 directory encrypted under its own key on the shared Starter pool volume. Shared with other Starter tenants: the host kernel, the host's network namespace and /tmp, the pool volume and the Starter key-encryption key. Isolation is by software (uids, file modes, tokens); no container.",
+  premium:
+    "Premium (single-tenant): its own container (user, pid, mount, ipc, uts and network namespaces), its own cgroup limits, its own encrypted volume and keys, its own network namespace with no route to any other tenant; egress only through the filtering, logging proxy. Shared: the host kernel.",
+  enterprise:
+    "Enterprise: as Premium, but air-gapped (no egress at all); the LLM runs inside the tenant's own sandbox. Shared: the host kernel.",
 };
+const HOST_ONLY =
+  "host process under its own uid with its own 0700 directory, port and token; shares the host's kernel, network namespace and /tmp (sandbox off: no container, no encryption)";
 
 function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
@@ -112,7 +120,7 @@ export class TenantService {
         egress: plan.egress,
         localModel: plan.localModel,
       },
-      isolation: ISOLATION[this.deps.driver.kind] ?? this.deps.driver.kind,
+      isolation: this.deps.driver.kind === "host" ? HOST_ONLY : ISOLATION_BY_TIER[t.tier],
     };
   }
 
