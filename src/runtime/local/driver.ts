@@ -9,6 +9,7 @@ import {
   readFile,
   rename,
   rm,
+  rmdir,
   stat,
   symlink,
   writeFile,
@@ -606,8 +607,14 @@ export class ContainerDriver implements RuntimeDriver {
     return path ? tailFile(path, maxLines) : "";
   }
 
-  /** Removes what the driver set up for all tenants: the secrets tmpfs. Only when no container runs. */
+  /**
+   * Removes what the driver set up for all tenants: the secrets tmpfs and the (empty) parent
+   * cgroups runc leaves behind. Only when no container runs.
+   */
   async shutdown(): Promise<void> {
+    for (const controller of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+      await rmdir(join("/sys/fs/cgroup", controller, this.#o.cgroupParent)).catch(() => {});
+    }
     const mounts = await readFile("/proc/self/mountinfo", "utf8");
     if (mounts.split("\n").some((l) => l.split(" ")[4] === this.#o.secretsDir)) {
       await execFile(["umount", this.#o.secretsDir]).catch(() => {});
