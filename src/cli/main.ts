@@ -157,19 +157,18 @@ export function buildCli(): Command {
             `tenant:        ${t.name} (${t.tier}, trial ends ${t.trial.endsAt})`,
             `state:         ${t.actual}`,
             ...(created.gateway.publicUrl
-              ? [`public URL:    ${created.gateway.publicUrl}  (TLS 1.3 + WAF, through the edge)`]
+              ? [
+                  `public URL:    ${created.gateway.publicUrl}  (TLS 1.3 + WAF, through the edge, for remote clients)`,
+                ]
               : []),
             `gateway URL:   ${created.gateway.url}/  (direct, from this host)`,
             `gateway token: ${created.gateway.token}`,
             `API token:     ${created.apiToken}`,
-            "The tokens are shown only now. Try a chat:",
-            ...(created.gateway.publicUrl
-              ? [
-                  `  curl -s ${created.gateway.caFile ? `--cacert ${created.gateway.caFile} ` : ""}${created.gateway.publicUrl}v1/chat/completions -H 'Authorization: Bearer ${created.gateway.token}' \\`,
-                  `    -H 'content-type: application/json' -d '{"model":"openclaw","messages":[{"role":"user","content":"hello"}]}'`,
-                  "or directly:",
-                ]
+            ...(created.gateway.publicUrl && created.gateway.caFile
+              ? [`edge CA:       ${created.gateway.caFile}`]
               : []),
+            "The tokens are shown only now. Try a chat from this host (OpenClaw refuses proxied",
+            "requests from loopback clients, so the edge URL is for other machines):",
             `  curl -s ${created.gateway.url}/v1/chat/completions -H 'Authorization: Bearer ${created.gateway.token}' \\`,
             `    -H 'content-type: application/json' -d '{"model":"openclaw","messages":[{"role":"user","content":"hello"}]}'`,
           ].join("\n"),
@@ -238,7 +237,18 @@ export function buildCli(): Command {
     .action(async (name: string, opts: Out & { wait: boolean; timeout: number }, cmd: Command) => {
       const c = client(cmd);
       await c.call("DELETE", `/v1/tenants/${encodeURIComponent(name)}`);
-      if (opts.wait) await waitFor(c, name, (t) => t === null, opts);
+      if (opts.wait) {
+        // The tenant API hides a tenant being deleted; the operator's list shows it until it is gone.
+        const deadline = Date.now() + opts.timeout * 1000;
+        for (;;) {
+          const { tenants } = await c.call<{ tenants: TenantView[] }>("GET", "/v1/tenants");
+          const t = tenants.find((x) => x.name === name);
+          if (!t) break;
+          if (Date.now() > deadline)
+            throw new ClawkeepError("runtime_failed", `${name} is still ${t.actual} after ${opts.timeout} s`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
       print(opts, { deleted: name, done: opts.wait }, () =>
         opts.wait ? `deleted ${name}` : `deleting ${name}`,
       );
