@@ -18,6 +18,22 @@ export interface TenantNet {
   name: string;
   slot: number;
   airGapped: boolean;
+  /** Addresses besides tenantAddress(slot) the member's veth may send from (a Starter pool's tenants). */
+  extraAddresses?: readonly string[];
+}
+
+const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+
+export function checkIpv4(a: string): string {
+  const m = IPV4_RE.exec(a);
+  if (!m || m.slice(1).some((x) => Number(x) > 255)) {
+    throw new ClawkeepError("invalid_request", `bad IPv4 address ${JSON.stringify(a)}`);
+  }
+  return a;
+}
+
+function addressesOf(c: NetworkConfig, t: TenantNet): string[] {
+  return [tenantAddress(c, t.slot), ...(t.extraAddresses ?? []).map(checkIpv4)];
 }
 
 export interface NetworkConfig {
@@ -96,20 +112,21 @@ export function renderRuleset(c: NetworkConfig, tenants: readonly TenantNet[]): 
   checkConfig(c);
   const br = JSON.stringify(c.bridge);
   const host = hostAddress(c);
-  const all = tenants.map((t) => tenantAddress(c, t.slot));
-  const gapped = tenants.filter((t) => t.airGapped).map((t) => tenantAddress(c, t.slot));
+  const all = tenants.flatMap((t) => addressesOf(c, t));
+  const gapped = tenants.filter((t) => t.airGapped).flatMap((t) => addressesOf(c, t));
   const elements = (xs: string[]) => (xs.length ? ` elements = { ${xs.join(", ")} };` : "");
+  const one = (xs: string[]) => (xs.length === 1 ? xs[0]! : `{ ${xs.join(", ")} }`);
   // Tenant-to-tenant drop names this ruleset's own ports, so rulesets of other bridges (another
   // clawkeep, a test) never touch each other's traffic.
   const ports = tenants.map((t) => JSON.stringify(hostIf(t.slot))).join(", ");
   const spoof = tenants
     .map((t) => {
       const ifn = JSON.stringify(hostIf(t.slot));
-      const ip = tenantAddress(c, t.slot);
+      const ips = one(addressesOf(c, t));
       return [
         `    iifname ${ifn} ether type != { ip, arp } counter drop`,
-        `    iifname ${ifn} ether type ip ip saddr != ${ip} counter drop`,
-        `    iifname ${ifn} ether type arp arp saddr ip != ${ip} counter drop`,
+        `    iifname ${ifn} ether type ip ip saddr != ${ips} counter drop`,
+        `    iifname ${ifn} ether type arp arp saddr ip != ${ips} counter drop`,
       ].join("\n");
     })
     .join("\n");

@@ -1,18 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DEFAULT_NETWORK, renderRuleset, tenantAddress } from "../local/network.ts";
+import { DEFAULT_NETWORK, tenantAddress } from "../local/network.ts";
 import { renderBridgeRuleset, renderPoolNetns } from "./network.ts";
 
 const c = { ...DEFAULT_NETWORK, allowedUids: [0, 209990] };
-
-test("the bridge ruleset without extra addresses is exactly network.ts's", () => {
-  const members = [
-    { name: "a", slot: 0, airGapped: false },
-    { name: "b", slot: 7, airGapped: true },
-  ];
-  assert.equal(renderBridgeRuleset(c, members), renderRuleset(c, members));
-  assert.equal(renderBridgeRuleset(c, []), renderRuleset(c, []));
-});
 
 test("a pool's extra addresses join the tenants set and its veth's anti-spoofing, nowhere else", () => {
   const text = renderBridgeRuleset(c, [

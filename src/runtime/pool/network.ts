@@ -1,6 +1,12 @@
 import { ClawkeepError } from "../../core/errors.ts";
 import { execFile } from "../../lib/exec.ts";
-import { applyRuleset, hostAddress, hostIf, type NetworkConfig, tenantAddress } from "../local/network.ts";
+import {
+  applyRuleset,
+  checkIpv4,
+  type NetworkConfig,
+  renderRuleset as renderBridgeRuleset,
+  type TenantNet,
+} from "../local/network.ts";
 import type { EgressRegistry } from "../local/types.ts";
 
 /**
@@ -21,105 +27,12 @@ import type { EgressRegistry } from "../local/types.ts";
  * owned by the pool's user namespace).
  */
 
-/** A member of the tenants' bridge: a Premium container (one address) or a pool (several). */
-export interface BridgeMember {
-  name: string;
-  slot: number;
-  airGapped: boolean;
-  /** Addresses besides tenantAddress(slot) that the member's veth may send from. */
-  extraAddresses?: readonly string[];
-}
-
-const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
-
-export function checkIpv4(a: string): string {
-  const m = IPV4_RE.exec(a);
-  if (!m || m.slice(1).some((x) => Number(x) > 255)) {
-    throw new ClawkeepError("invalid_request", `bad IPv4 address ${JSON.stringify(a)}`);
-  }
-  return a;
-}
-
-function addressesOf(c: NetworkConfig, m: BridgeMember): string[] {
-  return [tenantAddress(c, m.slot), ...(m.extraAddresses ?? []).map(checkIpv4)];
-}
-
 /**
- * The bridge ruleset of network.ts's renderRuleset, generalised to members with several
- * addresses (pools). For members without extra addresses the text is identical to
- * renderRuleset's (a unit test holds it to that), so network.ts can take this over as is.
+ * A member of the tenants' bridge: a Premium container (one address) or a pool (several). The
+ * one bridge ruleset (network.ts's renderRuleset) renders both.
  */
-export function renderBridgeRuleset(c: NetworkConfig, members: readonly BridgeMember[]): string {
-  if (!/^[a-z][a-z0-9_]{0,30}$/.test(c.table))
-    throw new ClawkeepError("invalid_request", `bad nft table name ${JSON.stringify(c.table)}`);
-  if (!/^[a-z][a-z0-9-]{0,14}$/.test(c.bridge))
-    throw new ClawkeepError("invalid_request", `bad bridge name ${JSON.stringify(c.bridge)}`);
-  for (const p of [c.egressPort, c.gatewayPort]) {
-    if (!Number.isInteger(p) || p < 1 || p > 65535)
-      throw new ClawkeepError("invalid_request", `bad port ${p}`);
-  }
-  for (const u of c.allowedUids) {
-    if (!Number.isInteger(u) || u < 0) throw new ClawkeepError("invalid_request", `bad uid ${u}`);
-  }
-  const br = JSON.stringify(c.bridge);
-  const host = hostAddress(c);
-  const all = members.flatMap((m) => addressesOf(c, m));
-  const gapped = members.filter((m) => m.airGapped).flatMap((m) => addressesOf(c, m));
-  const elements = (xs: string[]) => (xs.length ? ` elements = { ${xs.join(", ")} };` : "");
-  const one = (xs: string[]) => (xs.length === 1 ? xs[0]! : `{ ${xs.join(", ")} }`);
-  // Member-to-member drop names this ruleset's own ports, so rulesets of other bridges never
-  // touch each other's traffic.
-  const ports = members.map((m) => JSON.stringify(hostIf(m.slot))).join(", ");
-  const spoof = members
-    .map((m) => {
-      const ifn = JSON.stringify(hostIf(m.slot));
-      const ips = one(addressesOf(c, m));
-      return [
-        `    iifname ${ifn} ether type != { ip, arp } counter drop`,
-        `    iifname ${ifn} ether type ip ip saddr != ${ips} counter drop`,
-        `    iifname ${ifn} ether type arp arp saddr ip != ${ips} counter drop`,
-      ].join("\n");
-    })
-    .join("\n");
-  return `# clawkeep tenant network: rendered by clawkeep, applied atomically; do not edit.
-table inet ${c.table} {}
-delete table inet ${c.table}
-table inet ${c.table} {
-  set tenants { type ipv4_addr;${elements(all)} }
-  set airgapped { type ipv4_addr;${elements(gapped)} }
-  chain input {
-    type filter hook input priority filter; policy accept;
-    iifname ${br} ct state established,related accept
-    iifname ${br} ip saddr @airgapped counter drop
-    iifname ${br} ip saddr @tenants ip daddr ${host} tcp dport ${c.egressPort} ct state new counter accept
-    iifname ${br} counter drop
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    iifname ${br} counter drop
-    oifname ${br} counter drop
-  }
-  chain output {
-    type filter hook output priority filter; policy accept;
-    oifname ${br} ct state established,related accept
-    oifname ${br} ip daddr @tenants tcp dport ${c.gatewayPort} meta skuid { ${c.allowedUids.join(", ")} } ct state new counter accept
-    oifname ${br} counter drop
-  }
-}
-table bridge ${c.table} {}
-delete table bridge ${c.table}
-table bridge ${c.table} {
-  chain prerouting {
-    type filter hook prerouting priority -200; policy accept;
-${spoof || "    # no tenants"}
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-${ports ? `    iifname { ${ports} } oifname { ${ports} } counter drop` : "    # no tenants"}
-  }
-}
-`;
-}
+export type BridgeMember = TenantNet;
+export { checkIpv4, renderRuleset as renderBridgeRuleset } from "../local/network.ts";
 
 /** One tenant as the pool's own ruleset sees it. */
 export interface PoolTenantNet {
