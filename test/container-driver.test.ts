@@ -1,16 +1,18 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
+import { localModelResolver, ModelService } from "../src/control/models.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import type { Tier } from "../src/core/tenant.ts";
 import { type EgressProxy, startEgressProxy } from "../src/egress/proxy.ts";
 import { execFile } from "../src/lib/exec.ts";
 import { writeTinyModel } from "../src/llm/gguf/tiny-model.ts";
+import { parseModelStatus } from "../src/llm/model-server/status.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
 import { driverConformance } from "../src/runtime/conformance.ts";
@@ -30,6 +32,9 @@ import {
 import { PlainVolumes } from "../src/runtime/local/plain-volumes.ts";
 import type { EgressRegistry } from "../src/runtime/local/types.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
+import { openDatabase } from "../src/store/db.ts";
+import { ModelStore } from "../src/store/models.ts";
+import { TenantStore } from "../src/store/tenants.ts";
 import { type FakeInternet, PROBE_SCRIPT, probeFromHost, startFakeInternet } from "./netns.ts";
 import { chat, needsRoot } from "./support.ts";
 
@@ -51,6 +56,8 @@ const net: NetworkConfig = {
 const INTERNET = "198.19.250";
 const LLM_HOST = "llm.fake.test";
 const SLOTS = { a: 40, b: 41, c: 42 } as const;
+/** An Enterprise tenant that is only ever created (its model is corrupt by then): no gateway. */
+const SLOT_D = 44;
 const TIERS: Record<keyof typeof SLOTS, Tier> = { a: "premium", b: "premium", c: "enterprise" };
 
 let home = "";
@@ -96,12 +103,15 @@ function makeDriver(): ContainerDriver {
     idMapBase: 3_000_000,
     cgroupParent: "clawkeep-test",
     stopGraceMs: 5000,
-    localModel: async (s) => (s.tier === "enterprise" ? { path: modelPath, id: "tiny-local" } : undefined),
+    // Enterprise's model from the operator's registry, as the control plane wires it.
+    localModel: localModelResolver(models),
     modelServer: { maxTokens: 24 },
   });
 }
 let ociName: Awaited<ReturnType<typeof detectOciRuntime>> = "runc";
 let modelPath = "";
+const db = openDatabase(":memory:");
+const models = new ModelService({ models: new ModelStore(db), tenants: new TenantStore(db) });
 
 before(async () => {
   if (skip) return;
@@ -114,6 +124,8 @@ before(async () => {
   modelPath = join(home, "models", "tiny.gguf");
   await writeTinyModel(modelPath);
   await chmod(modelPath, 0o644);
+  await models.register({ id: "tiny-local", path: modelPath });
+  models.setPlanModel("enterprise", "tiny-local");
   internet = await startFakeInternet({ ns: "ckt-inet", hostIf: "ckt-inet0", subnet24: INTERNET });
   hostServer = createServer((_q, r) => r.end("host")).listen(HOST_PORT, "0.0.0.0");
   driver = makeDriver();
@@ -146,7 +158,7 @@ before(async () => {
 
 after(async () => {
   if (skip || !home) return;
-  for (const name of Object.keys(SLOTS))
+  for (const name of [...Object.keys(SLOTS), "d"])
     await driver?.delete(name).catch((e) => console.error(`cleanup ${name}:`, e));
   await driver?.shutdown().catch(() => {});
   await proxy?.close().catch(() => {});
@@ -156,7 +168,21 @@ after(async () => {
   await removeBridge(net).catch(() => {});
   await execFile(["umount", join(home, "secrets")]).catch(() => {});
   await rm(home, { recursive: true, force: true });
+  db.close();
 });
+
+/** A tenant veth's named counters (renderRuleset): answers from its gateway to the host, and all else it sent. */
+async function vethCounters(slot: number): Promise<{ gateway: number; other: number }> {
+  const read = async (which: string) => {
+    const out = JSON.parse(
+      await execFile(["nft", "-j", "list", "counter", "bridge", net.table, `${hostIf(slot)}_${which}`]),
+    ) as { nftables: Array<{ counter?: { packets: number } }> };
+    const c = out.nftables.find((x) => x.counter)?.counter;
+    assert.ok(c, `counter ${hostIf(slot)}_${which} exists`);
+    return c.packets;
+  };
+  return { gateway: await read("gateway"), other: await read("other") };
+}
 
 const gw = (n: keyof typeof SLOTS): [string, number] => [tenantAddress(net, SLOTS[n]), net.gatewayPort];
 const TARGETS: Record<string, [string, number]> = {
@@ -270,11 +296,24 @@ describe("container sandboxes", { skip }, () => {
     // C: no path at all, and the proxy never saw it.
     const c = await probeFrom("C");
     assert.equal(c.proxy || c.internet, false);
+    // Control for the counters below: A's veth counts what it sends when it uses egress.
+    const a0 = await vethCounters(SLOTS.a);
+    const ra = await chat(`http://${gw("a").join(":")}`, tokens.a!, "counted?");
+    assert.equal(ra.status, 200, ra.text);
+    const a1 = await vethCounters(SLOTS.a);
+    assert.ok(a1.other - a0.other > 0, `A's connection to the proxy is counted: ${JSON.stringify([a0, a1])}`);
+    assert.ok(a1.gateway - a0.gateway > 0, "and its answers to the host");
     // C's gateway answers from the model inside its own sandbox...
+    const c0 = await vethCounters(SLOTS.c);
     const r = await chat(`http://${gw("c").join(":")}`, tokens.c!, "anyone in here?", 180_000);
+    const c1 = await vethCounters(SLOTS.c);
     assert.equal(r.status, 200, r.text);
     assert.ok(r.content && r.content.length > 0, "a reply from the local model");
     assert.ok(!r.content.includes("internet-llm"), "not from the internet's LLM");
+    // ...and during that chat its veth sent nothing but answers from its gateway to the host.
+    assert.equal(c1.other - c0.other, 0, `C sent packets elsewhere: ${JSON.stringify([c0, c1])}`);
+    assert.ok(c1.gateway - c0.gateway > 0, "control: C's answers were counted");
+    assert.equal((await driver.status("c")).details.model, "ready");
     // ...and the same again after its model server is killed (the supervisor restarts it).
     await driver.exec("c", ["pkill", "-KILL", "-f", "model-server/main.ts"]).catch(() => "");
     let again = await chat(`http://${gw("c").join(":")}`, tokens.c!, "still there?", 180_000);
@@ -288,6 +327,48 @@ describe("container sandboxes", { skip }, () => {
     assert.equal(cc?.bytesUp ?? 0, 0);
     assert.equal(cc?.bytesDown ?? 0, 0);
     assert.equal(cc?.allowed ?? 0, 0);
+  });
+
+  test("a model file damaged under a running tenant: C's status says which file and why, A keeps serving; a new tenant on it is refused", async () => {
+    // Garble bytes in place (the file is bind-mounted into C, so C sees the same inode).
+    const fh = await open(modelPath, "r+");
+    try {
+      const { size } = await fh.stat();
+      await fh.write(Buffer.alloc(256, 0x5a), 0, 256, size - 512);
+    } finally {
+      await fh.close();
+    }
+    // Its next start checks the file against the registered pins and gives up for good.
+    await driver.exec("c", ["pkill", "-KILL", "-f", "model-server/main.ts"]).catch(() => "");
+    let model = parseModelStatus((await driver.status("c")).details.model);
+    for (let i = 0; i < 120 && model?.state !== "failed"; i++) {
+      await new Promise((res) => setTimeout(res, 500));
+      model = parseModelStatus((await driver.status("c")).details.model);
+    }
+    assert.equal(model?.state, "failed", JSON.stringify(model));
+    assert.match(
+      model.message ?? "",
+      new RegExp(
+        `^model 'tiny-local': model file ${modelPath.replaceAll(".", "\\.")} has SHA-256 [0-9a-f]{64}, expected [0-9a-f]{64}: the file is corrupt or was replaced`,
+      ),
+    );
+    const st = await driver.status("c");
+    assert.equal(st.state, "running", "C's gateway itself still runs");
+    assert.equal(st.details.modelId, "tiny-local");
+    assert.equal((await models.verify("tiny-local")).status, "corrupt", "the registry sees it too");
+    // Nothing else is broken: A still chats through its proxy.
+    const a = await chat(`http://${gw("a").join(":")}`, tokens.a!, "still fine?");
+    assert.equal(a.status, 200, a.text);
+    assert.equal(a.content, "internet-llm: still fine?");
+    // A new Enterprise tenant on the same model is refused before anything is made, saying why.
+    await assert.rejects(
+      driver.create(spec("d", SLOT_D, "enterprise")),
+      /model 'tiny-local': model file .* has SHA-256/,
+    );
+    const d = await driver.status("d");
+    assert.equal(d.state, "absent");
+    assert.equal(parseModelStatus(d.details.model)?.state, "failed");
+    assert.equal(existsSync(join(home, "containers", "d")), false, "nothing made for it");
   });
 
   test("inside A: own processes only, no view of B's data, read-only system, no namespaces, mounts, keys or capabilities", async () => {

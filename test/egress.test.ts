@@ -573,6 +573,47 @@ test("an air-gapped tenant is refused everything and its counters show zero byte
   });
 });
 
+test("a platform upstream: every tenant with egress reaches exactly that host loopback port by its name, nothing more", async (t) => {
+  const f = need(t);
+  if (!f) return;
+  const upstream = {
+    host: "llm.clawkeep.internal",
+    port: 8080,
+    address: "127.0.0.1",
+    targetPort: f.canaryPort,
+  };
+  const ports = [80, 443, 8080, f.canaryPort];
+  // Control: without the upstream, the name is not allowlisted and host loopback is refused.
+  await withProxy(f, { policy: { ...POLICY, ports } }, async (p) => {
+    const before = f.canaryHits;
+    assert.equal((await curl("b", p, "http://llm.clawkeep.internal:8080/")).code, 403);
+    assert.equal((await curl("b", p, `http://127.0.0.1:${f.canaryPort}/`)).code, 403);
+    assert.equal(f.canaryHits, before);
+  });
+  await withProxy(f, { policy: { ...POLICY, ports }, platformUpstreams: [upstream] }, async (p, dns) => {
+    const before = f.canaryHits;
+    for (const who of ["a", "b"] as const) {
+      const r = await curl(who, p, "http://llm.clawkeep.internal:8080/v1/models");
+      assert.equal(r.code, 200, `${who}: ${r.body}`);
+      assert.match(r.body, /canary/);
+      const tunnel = await curl(who, p, "http://llm.clawkeep.internal:8080/", { tunnel: true });
+      assert.equal(tunnel.connect, 200);
+    }
+    assert.equal(f.canaryHits, before + 4);
+    assert.ok(!dns.calls.includes("llm.clawkeep.internal"), "the upstream's name is never resolved");
+    // Only that name and port: another port of the name, the address itself, and the air-gapped
+    // tenant are all refused.
+    assert.equal((await curl("a", p, "http://llm.clawkeep.internal:80/")).code, 403);
+    assert.equal((await curl("a", p, `http://127.0.0.1:${f.canaryPort}/`)).code, 403);
+    const gapped = await curl("c", p, "http://llm.clawkeep.internal:8080/");
+    assert.equal(gapped.code, 403);
+    assert.match(gapped.body, /air-gapped/);
+    assert.equal(f.canaryHits, before + 4);
+    const log = await entries(p, "bob", 2);
+    assert.ok(log.some((e) => e.host === "llm.clawkeep.internal" && e.verdict === "allow"));
+  });
+});
+
 test("DNS rebinding: a name that answers a test address first and loopback second never reaches loopback", async (t) => {
   const f = need(t);
   if (!f) return;

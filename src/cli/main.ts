@@ -1,6 +1,9 @@
+import { resolve } from "node:path";
 import { Command, Option } from "commander";
 import { loadSettings } from "../config/settings.ts";
+import type { ModelView, TenantModelView } from "../control/models.ts";
 import { startPlatform } from "../control/platform.ts";
+import type { PoolView } from "../control/pools.ts";
 import type { InstanceView, TenantView } from "../control/tenants.ts";
 import { ClawkeepError } from "../core/errors.ts";
 import { TIERS } from "../core/tenant.ts";
@@ -213,6 +216,11 @@ export function buildCli(): Command {
           `${t.name} (${t.tier}) ${t.actual}${t.reason ? `: ${t.reason}` : ""}`,
           `gateway:   ${t.gatewayUrl}/  pid ${i.pid ?? "-"}  ${i.driver}:${i.state}`,
           `trial:     ${t.trial.subscription === "active" ? "subscribed" : `${t.trial.daysLeft} days left (ends ${t.trial.endsAt})`}`,
+          ...(i.model
+            ? [
+                `model:     ${i.model.state}${i.model.id ? ` (${i.model.id})` : ""}${i.model.message ? `: ${i.model.message}` : ""}`,
+              ]
+            : []),
           `isolation: ${t.isolation}`,
         ].join("\n"),
       );
@@ -273,7 +281,184 @@ export function buildCli(): Command {
         print(opts, t, () => `${t.name}: ${action} requested (now ${t.actual})`);
       });
   }
+  registerModelCommands(program);
+  registerPoolCommands(program);
   return program;
+}
+
+/** `clawkeep pool list|move`: the Starter pools, through the operator API on its unix socket. */
+function registerPoolCommands(program: Command): void {
+  const pool = program.command("pool").description("Starter pools (operator)");
+  pool
+    .command("list")
+    .description("every Starter pool: state, address, tenants and capacity")
+    .addOption(new Option("--json", "print machine-readable JSON"))
+    .action(async (opts: Out, cmd: Command) => {
+      const { pools } = await client(cmd).call<{ pools: PoolView[] }>("GET", "/v1/pools");
+      print(opts, pools, () =>
+        pools.length === 0
+          ? "no Starter pools (one starts with the first Starter tenant)"
+          : table([
+              ["POOL", "STATE", "ADDRESS", "TENANTS", "CAPACITY"],
+              ...pools.map((p) => [
+                p.id,
+                p.state,
+                p.address,
+                p.tenants.join(",") || "-",
+                `${p.tenants.length}/${p.capacity}`,
+              ]),
+            ]),
+      );
+    });
+  pool
+    .command("move <tenant>")
+    .description(
+      "move a Starter tenant to another pool with its data; its URL stays, it restarts there (a short outage)",
+    )
+    .option("--to <pool>", "the pool, e.g. pool-1 (default: wherever placement puts it)")
+    .addOption(new Option("--json", "print machine-readable JSON"))
+    .action(async (tenant: string, opts: Out & { to?: string }, cmd: Command) => {
+      const r = await client(cmd).call<{ tenant: string; pool: string }>("POST", "/v1/pools/moves", {
+        tenant,
+        ...(opts.to ? { to: opts.to } : {}),
+      });
+      print(opts, r, () => `${r.tenant} is now in ${r.pool}; it restarts there through the start queue`);
+    });
+}
+
+const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+
+function describeModel(m: ModelView): string {
+  const users = [...m.defaultFor.map((p) => `${p} plan`), ...m.tenants.map((t) => `tenant ${t}`)];
+  return [
+    `${m.id}: ${m.status}${m.reason ? ` (${m.reason})` : ""}`,
+    `  file:     ${m.path} (${m.size} bytes, ${mib(m.size)})`,
+    `  sha256:   ${m.sha256}`,
+    `  checked:  ${m.verifiedAt} (registered ${m.registeredAt})`,
+    `  used by:  ${users.length ? users.join(", ") : "nobody"}`,
+  ].join("\n");
+}
+
+/**
+ * `clawkeep model register|list|remove|verify|assign|unassign`: the operator's GGUF models for
+ * Enterprise tenants, through the operator API on its unix socket.
+ */
+function registerModelCommands(program: Command): void {
+  const jsonOpt = () => new Option("--json", "print machine-readable JSON");
+  const model = program.command("model").description("local LLM models for Enterprise tenants (operator)");
+  model
+    .command("register <id> <path>")
+    .description(
+      "register a GGUF file after checking it (GGUF header, size, SHA-256); it must be readable by others",
+    )
+    .option("--sha256 <hex>", "the file's published SHA-256 (default: measured now)")
+    .option("--size <bytes>", "the file's size in bytes", (v) => Number(v))
+    .addOption(
+      new Option("--default-for <tier>", "also make it this plan's default model").choices([...TIERS]),
+    )
+    .addOption(jsonOpt())
+    .action(
+      async (
+        id: string,
+        path: string,
+        opts: Out & { sha256?: string; size?: number; defaultFor?: string },
+        cmd: Command,
+      ) => {
+        const c = client(cmd);
+        const m = await c.call<ModelView>("POST", "/v1/models", {
+          id,
+          path: resolve(path),
+          ...(opts.sha256 ? { sha256: opts.sha256 } : {}),
+          ...(opts.size !== undefined ? { size: opts.size } : {}),
+        });
+        const out = opts.defaultFor
+          ? await c
+              .call("PUT", `/v1/plans/${opts.defaultFor}/model`, { model: m.id })
+              .then(() => c.call<ModelView>("GET", `/v1/models/${encodeURIComponent(m.id)}`))
+          : m;
+        print(opts, out, () => `registered ${describeModel(out)}`);
+      },
+    );
+  model
+    .command("list")
+    .description("registered models, their last check and who uses them")
+    .addOption(jsonOpt())
+    .action(async (opts: Out, cmd: Command) => {
+      const { models } = await client(cmd).call<{ models: ModelView[] }>("GET", "/v1/models");
+      print(opts, models, () =>
+        models.length === 0
+          ? "no models registered (clawkeep model register <id> <file.gguf>)"
+          : table([
+              ["ID", "STATUS", "SIZE", "SHA256", "USED BY", "PATH"],
+              ...models.map((m) => [
+                m.id,
+                m.status,
+                mib(m.size),
+                `${m.sha256.slice(0, 12)}...`,
+                [...m.defaultFor.map((p) => `${p} plan`), ...m.tenants].join(",") || "-",
+                m.path,
+              ]),
+            ]),
+      );
+    });
+  model
+    .command("verify <id>")
+    .description("check a model's file against its size and SHA-256 now; exits 1 when it fails")
+    .addOption(jsonOpt())
+    .action(async (id: string, opts: Out, cmd: Command) => {
+      const m = await client(cmd).call<ModelView>("POST", `/v1/models/${encodeURIComponent(id)}/verify`);
+      print(opts, m, () => describeModel(m));
+      if (m.status !== "ready") process.exitCode = 1;
+    });
+  model
+    .command("remove <id>")
+    .description(
+      "remove a model from the registry (refused while a plan or tenant uses it; the file is kept)",
+    )
+    .addOption(jsonOpt())
+    .action(async (id: string, opts: Out, cmd: Command) => {
+      await client(cmd).call("DELETE", `/v1/models/${encodeURIComponent(id)}`);
+      print(opts, { removed: id }, () => `removed ${id}`);
+    });
+  const target = (opts: { plan?: string; tenant?: string }): string => {
+    if (!opts.plan === !opts.tenant)
+      throw new ClawkeepError("invalid_request", "give exactly one of --plan <tier> or --tenant <name>");
+    return opts.plan
+      ? `/v1/plans/${encodeURIComponent(opts.plan)}/model`
+      : `/v1/tenants/${encodeURIComponent(opts.tenant!)}/model`;
+  };
+  const assign = async (
+    modelId: string | null,
+    opts: Out & { plan?: string; tenant?: string },
+    cmd: Command,
+  ): Promise<void> => {
+    const r = await client(cmd).call<TenantModelView | { tier: string; model: string | null }>(
+      "PUT",
+      target(opts),
+      { model: modelId },
+    );
+    print(opts, r, () =>
+      "tenant" in r
+        ? `${r.tenant}: own model ${r.model ?? "none"}, served by ${r.effective ?? "nothing"} (applies at its next start: suspend and resume it to switch now)`
+        : `${r.tier} plan: default model ${r.model ?? "none"} (applies at each tenant's next start)`,
+    );
+  };
+  model
+    .command("assign <id>")
+    .description("serve a plan's tenants (default) or one tenant (override) with this model")
+    .addOption(new Option("--plan <tier>", "the plan whose default it becomes").choices([...TIERS]))
+    .option("--tenant <name>", "the tenant that gets it")
+    .addOption(jsonOpt())
+    .action((id: string, opts: Out & { plan?: string; tenant?: string }, cmd: Command) =>
+      assign(id, opts, cmd),
+    );
+  model
+    .command("unassign")
+    .description("clear a plan's default model or a tenant's own choice")
+    .addOption(new Option("--plan <tier>", "the plan").choices([...TIERS]))
+    .option("--tenant <name>", "the tenant (it falls back to its plan's default)")
+    .addOption(jsonOpt())
+    .action((opts: Out & { plan?: string; tenant?: string }, cmd: Command) => assign(null, opts, cmd));
 }
 
 export async function main(argv = process.argv): Promise<void> {

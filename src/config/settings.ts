@@ -37,8 +37,9 @@ export interface Settings {
   llm: { baseUrl: string; apiKey: string; model: string } | null;
   logLevel: string;
   /**
-   * "auto": Starter tenants run as host processes on the encrypted Starter pool volume,
-   * Premium/Enterprise in containers with their own volume, network namespace and egress proxy.
+   * "auto": Starter tenants in shared pool containers (each its own gateway process on the
+   * pool's encrypted volume), Premium/Enterprise in containers with their own volume, network
+   * namespace and cgroup; every tier's egress through the egress proxy.
    * "off": every tier as plain host processes (development machines without runc/fscrypt).
    */
   sandbox: "auto" | "off";
@@ -48,8 +49,13 @@ export interface Settings {
   tenantNetPrefix: string;
   /** Host uid that container uid 0 of slot 0 maps to; each slot takes 65536 ids. */
   idMapBase: number;
+  /** Size of each Starter pool's (sparse) encrypted volume image. */
   starterPoolBytes: number;
-  /** The GGUF model Enterprise tenants are served by inside their sandbox (verified at start). */
+  /** Memory of one Starter pool; it holds floor(this / the Starter plan's memory) tenants. */
+  starterPoolMemoryBytes: number;
+  /** How many Starter pools may exist at once. */
+  starterPoolsMax: number;
+  /** A GGUF model registered at start-up, the Enterprise plan's default unless the operator chose one. */
   enterpriseModel: { path: string; id: string; sha256?: string } | null;
   egress: {
     port: number;
@@ -150,6 +156,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
         }
       : null,
     starterPoolBytes: int(env, "CLAWKEEP_STARTER_POOL_MIB", 16384, 64, 16 * 1024 * 1024) * 1024 * 1024,
+    starterPoolMemoryBytes:
+      int(env, "CLAWKEEP_STARTER_POOL_MEMORY_MIB", 12288, 256, 1024 * 1024) * 1024 * 1024,
+    starterPoolsMax: int(env, "CLAWKEEP_STARTER_POOLS_MAX", 50, 1, 1000),
     egress: {
       port: int(env, "CLAWKEEP_EGRESS_PORT", 3128, 1, 65535),
       allow: list(env.CLAWKEEP_EGRESS_ALLOW),

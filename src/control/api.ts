@@ -2,7 +2,11 @@ import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import type { Logger } from "pino";
 import { ERROR_CODES } from "../core/errors.ts";
 import { TENANT_NAME_MAX, TENANT_NAME_RE, TIERS } from "../core/tenant.ts";
+import { LOCAL_MODEL_STATES } from "../llm/model-server/status.ts";
+import { MODEL_ID_RE } from "../llm/model-server/verify.ts";
 import { errorBody, sendError, validationError } from "./errors.ts";
+import type { ModelService } from "./models.ts";
+import type { PoolService } from "./pools.ts";
 import type { Principal, TenantService } from "./tenants.ts";
 
 /**
@@ -97,9 +101,81 @@ const Instance = z
     pid: z.number().nullable(),
     startedAt: z.string().nullable(),
     details: z.record(z.string(), z.union([z.string(), z.number()])),
+    model: z
+      .object({
+        id: z.string().nullable(),
+        state: z.enum(LOCAL_MODEL_STATES),
+        message: z.string().nullable().openapi({ description: "why, when none, failed or stopped" }),
+      })
+      .nullable()
+      .openapi({ description: "the model server inside the instance (Enterprise); null without one" }),
     startQueue: z.object({ running: z.number(), queued: z.number() }),
   })
   .openapi("Instance");
+
+const ModelIdParam = z.string().openapi({
+  param: { name: "id", in: "path" },
+  example: "qwen2.5-0.5b-instruct",
+  pattern: MODEL_ID_RE.source,
+});
+
+const RegisterModel = z
+  .object({
+    id: z
+      .string({ message: "model id is required" })
+      .regex(
+        MODEL_ID_RE,
+        "use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit",
+      )
+      .openapi({ example: "qwen2.5-0.5b-instruct" }),
+    path: z
+      .string({ message: "path is required" })
+      .startsWith("/", "an absolute path of a GGUF file on the host")
+      .openapi({ example: "/srv/models/qwen2.5-0.5b-instruct-q4_k_m.gguf" }),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, "64 hex digits")
+      .optional()
+      .openapi({ description: "the file's SHA-256 as published; measured when omitted" }),
+    size: z.number().int().nonnegative().optional().openapi({ description: "the file's size in bytes" }),
+  })
+  .strict()
+  .openapi("RegisterModel");
+
+const Model = z
+  .object({
+    id: z.string(),
+    path: z.string(),
+    size: z.number(),
+    sha256: z.string(),
+    registeredAt: z.string(),
+    verifiedAt: z.string(),
+    status: z.enum(["ready", "missing", "corrupt"]),
+    reason: z.string().nullable(),
+    defaultFor: z.array(z.enum(TIERS)),
+    tenants: z.array(z.string()),
+  })
+  .openapi("Model");
+
+const AssignModel = z
+  .object({
+    model: z
+      .string()
+      .regex(MODEL_ID_RE, "not a model id")
+      .nullable()
+      .openapi({ description: "a registered model's id; null clears the choice" }),
+  })
+  .strict()
+  .openapi("AssignModel");
+
+const TenantModel = z
+  .object({
+    tenant: z.string(),
+    tier: z.enum(TIERS),
+    model: z.string().nullable().openapi({ description: "the tenant's own choice" }),
+    effective: z.string().nullable().openapi({ description: "its own choice, else its plan's default" }),
+  })
+  .openapi("TenantModel");
 
 const Event = z
   .object({ id: z.number(), at: z.string(), type: z.string(), message: z.string() })
@@ -125,7 +201,15 @@ const json = <T extends z.ZodType>(schema: T, description: string) => ({
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: Logger }) {
+export function createApi(opts: {
+  mode: ApiMode;
+  tenants: TenantService;
+  /** The model registry: its routes exist in admin mode only, and only when given. */
+  models?: ModelService;
+  /** The Starter pools: their routes exist in admin mode only, and only when given. */
+  pools?: PoolService;
+  log?: Logger;
+}) {
   const { mode, tenants } = opts;
   const app = new OpenAPIHono<Env>({
     defaultHook: (result, c) => {
@@ -251,6 +335,55 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
     async (c) => c.json(await tenants.instance(c.get("principal"), c.req.valid("param").name), 200),
   );
 
+  const EgressView = z
+    .object({
+      tenant: z.string(),
+      mode: z.enum(["per tenant", "none"]),
+      counters: z.object({
+        allowed: z.number().int(),
+        denied: z.number().int(),
+        bytesUp: z.number().int(),
+        bytesDown: z.number().int(),
+        active: z.number().int(),
+      }),
+      log: z.array(
+        z.object({
+          time: z.string(),
+          method: z.string(),
+          host: z.string().nullable(),
+          port: z.number().int().nullable(),
+          verdict: z.enum(["allow", "deny"]),
+          reason: z.string(),
+          bytesUp: z.number().int(),
+          bytesDown: z.number().int(),
+          status: z.number().int().optional(),
+        }),
+      ),
+    })
+    .openapi("Egress");
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/egress",
+      summary: "The tenant's egress through the filtering proxy: counters and the latest connections",
+      request: {
+        params: z.object({ name: NameParam }),
+        query: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
+      },
+      responses: {
+        200: json(EgressView, "egress counters and log"),
+        401: errors[401],
+        404: errors[404],
+      },
+    }),
+    async (c) =>
+      c.json(
+        await tenants.egress(c.get("principal"), c.req.valid("param").name, c.req.valid("query").limit),
+        200,
+      ),
+  );
+
   app.openapi(
     createRoute({
       method: "get",
@@ -346,6 +479,9 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
     },
   );
 
+  if (mode === "admin" && opts.models) modelRoutes(app, opts.models);
+  if (mode === "admin" && opts.pools) poolRoutes(app, opts.pools);
+
   app.doc("/v1/openapi.json", {
     openapi: "3.0.0",
     info: {
@@ -356,4 +492,174 @@ export function createApi(opts: { mode: ApiMode; tenants: TenantService; log?: L
   });
 
   return app;
+}
+
+/** The Starter pools (admin API only): what runs where, and moving a tenant between pools. */
+function poolRoutes(app: OpenAPIHono<Env>, pools: PoolService): void {
+  const Pool = z
+    .object({
+      id: z.string(),
+      state: z.string(),
+      address: z.string(),
+      capacity: z.number().int(),
+      tenants: z.array(z.string()),
+    })
+    .openapi("Pool");
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/pools",
+      summary: "The Starter pools, their capacity and tenants (operator only)",
+      responses: { 200: json(z.object({ pools: z.array(Pool) }), "every pool") },
+    }),
+    async (c) => c.json({ pools: await pools.list(c.get("principal")) }, 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/pools/moves",
+      summary:
+        "Move a Starter tenant to another pool with its data (operator only); its URL stays, it restarts in the new pool",
+      request: {
+        body: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: z.strictObject({
+                tenant: NameParam,
+                to: z
+                  .string()
+                  .regex(/^pool-[0-9]{1,5}$/)
+                  .optional()
+                  .openapi({ description: "the pool; default: wherever placement puts it" }),
+              }),
+            },
+          },
+        },
+      },
+      responses: {
+        200: json(z.object({ tenant: z.string(), pool: z.string() }), "moved"),
+        400: errors[400],
+        404: errors[404],
+      },
+    }),
+    async (c) => {
+      const { tenant, to } = c.req.valid("json");
+      return c.json(await pools.move(c.get("principal"), tenant, to), 200);
+    },
+  );
+}
+
+/**
+ * The operator's model registry (admin API only): register, list, check and remove GGUF models,
+ * and pick the model of a plan or a tenant. A choice takes effect at the tenant's next start.
+ */
+function modelRoutes(app: OpenAPIHono<Env>, models: ModelService): void {
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/models",
+      summary: "Registered models and who uses them (operator only)",
+      responses: { 200: json(z.object({ models: z.array(Model) }), "all registered models") },
+    }),
+    (c) => c.json({ models: models.list() }, 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/models",
+      summary: "Register a GGUF model after checking its file: header, size, SHA-256 (operator only)",
+      request: { body: { required: true, content: { "application/json": { schema: RegisterModel } } } },
+      responses: {
+        201: json(Model, "registered"),
+        200: json(Model, "already registered with this file"),
+        400: { ...errors[400], description: "invalid request, or the file is missing or corrupt" },
+        409: { ...errors[400], description: "the id is registered with another file" },
+      },
+    }),
+    async (c) => {
+      const { model, created } = await models.register(c.req.valid("json"), { signal: c.req.raw.signal });
+      return created ? c.json(model, 201) : c.json(model, 200);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/models/{id}",
+      summary: "One registered model (operator only)",
+      request: { params: z.object({ id: ModelIdParam }) },
+      responses: { 200: json(Model, "the model"), 404: { ...errors[404], description: "no such model" } },
+    }),
+    (c) => c.json(models.get(c.req.valid("param").id), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/models/{id}",
+      summary: "Remove a model from the registry; the file is left alone (operator only)",
+      request: { params: z.object({ id: ModelIdParam }) },
+      responses: {
+        204: { description: "removed" },
+        404: { ...errors[404], description: "no such model" },
+        409: { ...errors[400], description: "a plan or tenant uses it" },
+      },
+    }),
+    (c) => {
+      models.remove(c.req.valid("param").id);
+      return c.body(null, 204);
+    },
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/models/{id}/verify",
+      summary: "Check a model's file against its pins now; the answer carries the outcome (operator only)",
+      request: { params: z.object({ id: ModelIdParam }) },
+      responses: {
+        200: json(Model, "the model with the outcome in status and reason"),
+        404: { ...errors[404], description: "no such model" },
+      },
+    }),
+    async (c) => c.json(await models.verify(c.req.valid("param").id, c.req.raw.signal), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "put",
+      path: "/v1/plans/{tier}/model",
+      summary: "Set or clear the default model of a plan with a local model (operator only)",
+      request: {
+        params: z.object({ tier: z.enum(TIERS).openapi({ param: { name: "tier", in: "path" } }) }),
+        body: { required: true, content: { "application/json": { schema: AssignModel } } },
+      },
+      responses: {
+        200: json(z.object({ tier: z.enum(TIERS), model: z.string().nullable() }), "the plan's default now"),
+        400: errors[400],
+        404: { ...errors[404], description: "no such model" },
+      },
+    }),
+    (c) => c.json(models.setPlanModel(c.req.valid("param").tier, c.req.valid("json").model), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/model",
+      summary: "A tenant's own model and the one it is served by (operator only)",
+      request: { params: z.object({ name: NameParam }) },
+      responses: { 200: json(TenantModel, "the tenant's model"), 404: errors[404] },
+    }),
+    (c) => c.json(models.tenantModel(c.req.valid("param").name), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "put",
+      path: "/v1/tenants/{name}/model",
+      summary: "Set or clear a tenant's own model; applies at its next start (operator only)",
+      request: {
+        params: z.object({ name: NameParam }),
+        body: { required: true, content: { "application/json": { schema: AssignModel } } },
+      },
+      responses: { 200: json(TenantModel, "the tenant's model now"), 400: errors[400], 404: errors[404] },
+    }),
+    (c) => c.json(models.setTenantModel(c.req.valid("param").name, c.req.valid("json").model), 200),
+  );
 }

@@ -13,13 +13,18 @@ import type { Logger } from "../lib/log.ts";
 import { type EchoProvider, startEchoProvider } from "../llm/echo-provider.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../openclaw/runtime.ts";
 import { HostProcessDriver } from "../runtime/host/driver.ts";
+import { edgeAddress } from "../runtime/local/network.ts";
+import type { PoolDriver } from "../runtime/pool/driver.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
 import { openDatabase } from "../store/db.ts";
+import { ModelStore } from "../store/models.ts";
 import { TenantStore } from "../store/tenants.ts";
 import { createApi } from "./api.ts";
+import { ModelService, registerSettingsModel } from "./models.ts";
+import { PoolService } from "./pools.ts";
 import { Reconciler } from "./reconciler.ts";
-import { buildSandboxDrivers } from "./sandbox.ts";
-import { TenantService } from "./tenants.ts";
+import { buildSandboxDrivers, tenantFacingLlm } from "./sandbox.ts";
+import { type EgressReader, TenantService } from "./tenants.ts";
 
 export interface Platform {
   settings: Settings;
@@ -81,6 +86,10 @@ export async function startPlatform(
       db.close();
     });
     const store = new TenantStore(db);
+    const models = new ModelService({ models: new ModelStore(db), tenants: store, log });
+    // CLAWKEEP_ENTERPRISE_MODEL becomes a registered model (the Enterprise default unless the
+    // operator chose one); a missing or corrupt file is recorded on it, not fatal.
+    await registerSettingsModel(settings, models, log);
     let kms: KeyService;
     if (opts.kms) {
       kms = opts.kms;
@@ -98,7 +107,7 @@ export async function startPlatform(
       llm = { baseUrl: demoProvider.url, apiKey: "demo", model: demoProvider.model };
       log.warn(
         { url: demoProvider.url },
-        "no LLM provider configured (CLAWKEEP_LLM_BASE_URL): Starter gateways use the built-in demo provider, which echoes",
+        "no LLM provider configured (CLAWKEEP_LLM_BASE_URL): Starter and Premium gateways use the built-in demo provider, which echoes",
       );
     }
 
@@ -110,6 +119,10 @@ export async function startPlatform(
     let edge: Edge | null = null;
 
     let driver: RuntimeDriver;
+    let egress: (() => EgressReader) | null = null;
+    let pools: PoolDriver | null = null;
+    /** The edge's source address towards gateways (sandboxed tiers: its own on the bridge). */
+    let edgeSource: string | null = null;
     if (opts.driver) {
       driver = opts.driver;
     } else if (settings.sandbox === "off" || !isTenantKeyService(kms)) {
@@ -127,9 +140,28 @@ export async function startPlatform(
         log,
       });
     } else {
-      const sandbox = await buildSandboxDrivers({ settings, runtime, kms, log, gatewayClientUids: edgeUids });
+      // Tenants live in their own network namespaces: a provider on the host's loopback (the demo
+      // one included) reaches them as a platform upstream of the egress proxy.
+      const facing = tenantFacingLlm(llm);
+      llm = facing.llm;
+      const sandbox = await buildSandboxDrivers({
+        settings,
+        runtime,
+        kms,
+        log,
+        gatewayClientUids: edgeUids,
+        ...(facing.upstream ? { platformUpstreams: [facing.upstream] } : {}),
+        models,
+        onModelFailure: (tenant, err) => {
+          const t = store.get(tenant);
+          if (t) store.addEvent(t.id, "model_failed", err.message, Date.now());
+        },
+      });
+      pools = sandbox.pools;
       cleanups.push(() => sandbox.close({ teardown }));
       driver = sandbox.driver;
+      egress = () => sandbox.egress().admin;
+      edgeSource = edgeAddress(sandbox.network);
     }
 
     const reconciler = new Reconciler({
@@ -153,7 +185,10 @@ export async function startPlatform(
       maxSlots: settings.maxSlots,
       publicUrl: (name) => edge?.tenantUrl(name) ?? null,
       caFile: () => edge?.caFile ?? null,
+      egress: () => egress?.() ?? null,
     });
+
+    const poolService = new PoolService({ pools: () => pools, tenants, reconciler, store });
 
     // The edge routes every running tenant's host name to its gateway; re-rendered on changes.
     let routesKey = "";
@@ -189,7 +224,9 @@ export async function startPlatform(
 
     await mkdir(dirname(settings.adminSocket), { recursive: true, mode: 0o700 });
     await rm(settings.adminSocket, { force: true });
-    const adminServer = createServer(getRequestListener(createApi({ mode: "admin", tenants, log }).fetch));
+    const adminServer = createServer(
+      getRequestListener(createApi({ mode: "admin", tenants, models, pools: poolService, log }).fetch),
+    );
     const oldMask = process.umask(0o177);
     try {
       await listen(adminServer, settings.adminSocket);
@@ -201,7 +238,12 @@ export async function startPlatform(
     cleanups.push(() => rm(settings.adminSocket, { force: true }));
 
     if (settings.edge.enabled) {
-      edge = new Edge({ ...settings.edge.options, apiUpstream: apiUrl, log });
+      edge = new Edge({
+        ...settings.edge.options,
+        apiUpstream: apiUrl,
+        tenantSourceAddress: edgeSource,
+        log,
+      });
       await edge.start();
       const e = edge;
       cleanups.push(async () => {

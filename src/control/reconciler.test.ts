@@ -201,3 +201,39 @@ test("deleting a tenant while its start is under way aborts the start and delete
     assert.equal(d.instances.has("slow"), false);
   });
 });
+
+test("a running instance that reports a missing part is repaired by start(), its gateway kept; a whole one is left alone", async () => {
+  const d = new FakeDriver();
+  const missing = new Set<string>();
+  const status = d.status.bind(d);
+  d.status = async (name) => {
+    const st = await status(name);
+    return missing.has(name) && st.state === "running"
+      ? { ...st, repair: "the model server is not running" }
+      : st;
+  };
+  const start = d.start.bind(d);
+  d.start = async (spec, secrets) => {
+    missing.delete(spec.name);
+    return start(spec, secrets);
+  };
+  await withPlane({ driver: d }, async (cp) => {
+    const { tenant } = await cp.tenants.create({ name: "ent", tier: "enterprise" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("ent")?.actual === "running", 5000, "ent running");
+    const pid = (await d.status("ent")).pid;
+    // Control: a whole instance gets no second start, however many passes go by.
+    for (let i = 0; i < 3; i++) {
+      cp.reconciler.kick();
+      await cp.reconciler.idle();
+    }
+    assert.equal(d.count("start", "ent"), 1);
+    missing.add("ent");
+    cp.reconciler.kick();
+    await eventually(() => !missing.has("ent"), 5000, "repair");
+    await cp.reconciler.idle();
+    assert.equal(d.count("start", "ent"), 2);
+    assert.equal((await d.status("ent")).pid, pid, "the running gateway was kept");
+    assert.ok(cp.store.events(tenant.id).some((e) => e.type === "repaired"));
+  });
+});

@@ -97,6 +97,30 @@ export class Reconciler {
     });
   }
 
+  /**
+   * Runs `fn` as the only operation on the tenant: waits for the one in flight to finish (it is
+   * not aborted), keeps the reconciler off the tenant while `fn` runs, then reconciles it again.
+   * For operator actions on a live instance (moving a Starter tenant to another pool).
+   */
+  async exclusive<T>(tenantId: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    for (let op = this.#inflight.get(tenantId); op; op = this.#inflight.get(tenantId)) {
+      await op.promise.catch(() => {});
+    }
+    const ctl = new AbortController();
+    const run = fn(ctl.signal);
+    const promise = run.then(
+      () => {},
+      () => {},
+    );
+    this.#inflight.set(tenantId, { promise, ctl });
+    try {
+      return await run;
+    } finally {
+      this.#inflight.delete(tenantId);
+      this.kick();
+    }
+  }
+
   /** Resolves when no tenant operation is in flight (for tests and orderly shutdown). */
   async idle(): Promise<void> {
     while (this.#inflight.size > 0 || this.#ticking) {
@@ -218,6 +242,13 @@ export class Reconciler {
       }
       const c = this.#crash.get(t.id);
       if (c && st.startedAt && this.#clock() - st.startedAt > 5 * 60_000) this.#crash.delete(t.id);
+      if (st.repair) {
+        // The gateway runs, a part of it does not (an adopted Enterprise container's model
+        // server): start() restores it and keeps the gateway.
+        await driver.start(this.specFor(t), await this.#secrets(t), signal);
+        this.#event(t, "repaired", `restored: ${st.repair}`);
+        this.#o.log.info({ tenant: t.name, repair: st.repair }, "instance repaired");
+      }
       return;
     }
     if (t.actual === "failed") return; // waits for the operator's restart

@@ -3,12 +3,13 @@ import { join } from "node:path";
 import type { Settings } from "../config/settings.ts";
 import { renderEgressConfig } from "../egress/config.ts";
 import { type EgressProcess, startEgressProcess } from "../egress/process.ts";
+import type { PlatformUpstream } from "../egress/proxy.ts";
 import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
-import { verifyModelFile } from "../llm/model-server/verify.ts";
+import type { LlmProvider } from "../openclaw/config.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
-import { HostProcessDriver } from "../runtime/host/driver.ts";
 import { ContainerDriver, detectOciRuntime } from "../runtime/local/driver.ts";
+import { NetworkMembers } from "../runtime/local/members.ts";
 import {
   DEFAULT_NETWORK,
   ensureBridge,
@@ -17,29 +18,63 @@ import {
   removeBridge,
   removeRuleset,
 } from "../runtime/local/network.ts";
-import { StarterPoolVolumes } from "../runtime/local/pool-volumes.ts";
 import type { EgressRegistry } from "../runtime/local/types.ts";
 import { EncryptedTenantVolumes, LocalVolumes } from "../runtime/local/volume.ts";
+import { PoolDriver } from "../runtime/pool/driver.ts";
+import { EncryptedPoolStorage } from "../runtime/pool/storage.ts";
 import { TieredDriver } from "../runtime/tiered.ts";
+import { localModelResolver, type ModelService } from "./models.ts";
+
+/** The name tenants reach a provider on the host's loopback by, through the egress proxy. */
+export const PLATFORM_LLM_HOST = "llm.clawkeep.internal";
+
+/**
+ * Tenants live in their own network namespaces, where the host's loopback is not theirs: a
+ * provider the operator runs on the host's loopback (or the built-in demo provider) is offered to
+ * them as a platform upstream of the egress proxy under PLATFORM_LLM_HOST, that exact port only.
+ * Any other provider is returned as it is (reached through the proxy's allowlist). Pure.
+ */
+export function tenantFacingLlm<T extends LlmProvider>(llm: T): { llm: T; upstream?: PlatformUpstream } {
+  let url: URL;
+  try {
+    url = new URL(llm.baseUrl);
+  } catch {
+    return { llm };
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  const loopback = host === "localhost" || /^127\./.test(host) || host === "::1";
+  if (!loopback || url.protocol !== "http:") return { llm };
+  const port = Number(url.port || 80);
+  const upstream: PlatformUpstream = {
+    host: PLATFORM_LLM_HOST,
+    port,
+    address: host === "localhost" ? "127.0.0.1" : host,
+    targetPort: port,
+  };
+  url.hostname = PLATFORM_LLM_HOST;
+  return { llm: { ...llm, baseUrl: url.toString().replace(/\/$/, "") }, upstream };
+}
 
 export interface SandboxDrivers {
   driver: TieredDriver;
-  host: HostProcessDriver;
+  pools: PoolDriver;
   containers: ContainerDriver;
   network: NetworkConfig;
   egress: () => EgressProcess;
   /**
    * Stops the egress proxy. With teardown (tests, uninstall; only once every gateway is stopped):
-   * also unmounts the Starter pool and the secrets tmpfs and removes the bridge and the ruleset.
+   * also stops the Starter pools, unmounts their volumes and the secrets tmpfs, and removes the
+   * bridge and the ruleset.
    */
   close(opts?: { teardown?: boolean }): Promise<void>;
 }
 
 /**
- * The drivers of the tiers as the product promises them: Starter tenants as host processes on
- * the encrypted Starter pool volume (each directory under its own key); Premium and Enterprise in
- * containers with their own encrypted volume, network namespace and cgroup, egress only through
- * the egress proxy process (Enterprise: none at all).
+ * The drivers of the tiers as the product promises them: Starter tenants in shared pool
+ * containers (each its own gateway process, uid, port and directory on the pool's encrypted
+ * volume, under its own key); Premium and Enterprise in containers with their own encrypted
+ * volume, network namespace and cgroup. Both share one bridge and one ruleset; egress only
+ * through the egress proxy process (Enterprise: none at all).
  */
 export async function buildSandboxDrivers(o: {
   settings: Settings;
@@ -48,6 +83,12 @@ export async function buildSandboxDrivers(o: {
   log: Logger;
   /** uids besides root allowed to reach tenant gateways (the edge's). */
   gatewayClientUids?: number[];
+  /** Services on the host the proxy offers every tenant with egress (see tenantFacingLlm). */
+  platformUpstreams?: PlatformUpstream[];
+  /** The model registry Enterprise tenants' models come from. */
+  models: ModelService;
+  /** Told when a tenant's model server fails for good (for the tenant's events). */
+  onModelFailure?: (tenant: string, err: Error) => void;
 }): Promise<SandboxDrivers> {
   const { settings, runtime, kms, log } = o;
   const volumeKey = (spec: { tenantId: string }) => kms.getVolumeKey(spec.tenantId);
@@ -60,25 +101,6 @@ export async function buildSandboxDrivers(o: {
   await chmod(join(settings.home, "volumes"), 0o711);
   await mkdir(join(settings.home, "volumes", "images"), { recursive: true, mode: 0o700 });
   await mkdir(join(settings.home, "volumes", "mnt"), { recursive: true, mode: 0o711 });
-
-  const pool = new StarterPoolVolumes({
-    volumes,
-    image: join(settings.home, "volumes", "images", "starter-pool.img"),
-    mountpoint: join(settings.home, "volumes", "mnt", "starter-pool"),
-    sizeBytes: settings.starterPoolBytes,
-    volumeKey,
-  });
-  const host = new HostProcessDriver({
-    tenantsDir: pool.tenantsDir,
-    runDir: settings.runDir,
-    runtime,
-    portBase: settings.portBase,
-    portStride: settings.portStride,
-    uidBase: settings.uidBase,
-    gatewayHost: settings.gatewayHost,
-    volumes: pool,
-    log,
-  });
 
   const network: NetworkConfig = {
     ...DEFAULT_NETWORK,
@@ -106,6 +128,7 @@ export async function buildSandboxDrivers(o: {
       ...(settings.egress.testOnlyPermitRanges.length
         ? { testOnlyPermitRanges: settings.egress.testOnlyPermitRanges }
         : {}),
+      ...(o.platformUpstreams?.length ? { platformUpstreams: o.platformUpstreams } : {}),
     }),
     { mode: 0o600 },
   );
@@ -140,18 +163,8 @@ export async function buildSandboxDrivers(o: {
   };
   watch(proc);
 
-  // Enterprise's on-instance model: checked (GGUF header, size, checksum when given) before use,
-  // so a missing or corrupt file is a clear error at start, not a gateway that cannot answer.
-  let model: { path: string; id: string; sha256?: string; size: number } | undefined;
-  if (settings.enterpriseModel) {
-    const m = settings.enterpriseModel;
-    const v = await verifyModelFile(m.path, m.sha256 ? { sha256: m.sha256 } : {});
-    model = { ...m, size: v.size, ...(v.sha256 ? { sha256: v.sha256 } : {}) };
-    log.info({ model: m.id, path: m.path, bytes: v.size }, "enterprise model verified");
-  } else {
-    log.warn("no CLAWKEEP_ENTERPRISE_MODEL: Enterprise tenants have no model to answer with");
-  }
-
+  // One bridge, one ruleset, one proxy policy for both drivers; each replaces only its members.
+  const members = new NetworkMembers(network, registry);
   const containers = new ContainerDriver({
     containersDir: join(settings.home, "containers"),
     secretsDir: join(settings.runDir, "secrets"),
@@ -160,26 +173,54 @@ export async function buildSandboxDrivers(o: {
     network,
     volumes: new EncryptedTenantVolumes({ volumes, volumeKey }),
     egress: registry,
+    members,
     idMapBase: settings.idMapBase,
     cgroupParent: "clawkeep",
-    localModel: async () => model,
+    // Enterprise's on-instance model from the registry, checked (header, size, checksum) before
+    // each use: a missing or corrupt file is a clear error on the tenant's status.
+    localModel: localModelResolver(o.models),
+    onModelFailure: (tenant, err) => o.onModelFailure?.(tenant, err),
     log,
   });
-  // Containers that outlived an earlier control plane: rules and proxy policy back in force.
+  // Starter pools: slots, uid ranges and cgroups after the dedicated containers' own.
+  const pools = new PoolDriver({
+    poolsDir: join(settings.home, "pools"),
+    secretsDir: join(settings.runDir, "pool-secrets"),
+    runtime,
+    network: members,
+    storage: new EncryptedPoolStorage({
+      volumes,
+      sizeBytes: settings.starterPoolBytes,
+      volumeKey: (spec) => kms.getVolumeKey(spec.tenantId),
+    }),
+    idMapBase: settings.idMapBase + settings.maxSlots * 65536,
+    cgroupParent: "clawkeep-pools",
+    poolSlots: { first: settings.maxSlots, count: settings.starterPoolsMax },
+    poolMemoryBytes: settings.starterPoolMemoryBytes,
+    log,
+  });
+
+  // What outlived an earlier control plane: rules and proxy policy back in force.
   await containers.resync();
+  await pools.resync();
 
   return {
-    driver: new TieredDriver({ starter: host, premium: containers, enterprise: containers }),
-    host,
+    driver: new TieredDriver({ starter: pools, premium: containers, enterprise: containers }),
+    pools,
     containers,
     network,
     egress: () => proc,
     async close(opts = {}) {
+      if (opts.teardown) {
+        await pools
+          .stopPools()
+          .catch((err: unknown) => log.warn({ err }, "stopping the starter pools failed"));
+        await pools.shutdown();
+        await containers.shutdown();
+      }
       closing = true;
       await proc.stop();
       if (opts.teardown) {
-        await pool.unmount().catch((err: unknown) => log.warn({ err }, "starter pool unmount failed"));
-        await containers.shutdown();
         await removeRuleset(network).catch(() => {});
         await removeBridge(network).catch(() => {});
       }

@@ -11,6 +11,7 @@ import {
 } from "../core/tenant.ts";
 import { ensureTenantKeys } from "../kms/index.ts";
 import type { KeyService } from "../kms/types.ts";
+import { type LocalModelState, parseModelStatus } from "../llm/model-server/status.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
 import type { ApiTokenRecord, TenantEvent, TenantStore } from "../store/tenants.ts";
 import { GATEWAY_TOKEN_PURPOSE, type Reconciler } from "./reconciler.ts";
@@ -41,6 +42,31 @@ export interface TenantView {
   isolation: string;
 }
 
+/** A tenant's egress as the proxy saw it: counters and the latest connections. */
+export interface EgressView {
+  tenant: string;
+  /** "none": air-gapped (Enterprise); "per tenant": filtered, logged and counted by the proxy. */
+  mode: "per tenant" | "none";
+  counters: { allowed: number; denied: number; bytesUp: number; bytesDown: number; active: number };
+  log: Array<{
+    time: string;
+    method: string;
+    host: string | null;
+    port: number | null;
+    verdict: "allow" | "deny";
+    reason: string;
+    bytesUp: number;
+    bytesDown: number;
+    status?: number;
+  }>;
+}
+
+/** Where the egress proxy's counters and log come from (its admin client). */
+export interface EgressReader {
+  counters(tenant: string): Promise<EgressView["counters"]>;
+  recentLog(tenant: string, limit: number): Promise<EgressView["log"]>;
+}
+
 export interface InstanceView {
   tenant: string;
   actual: Tenant["actual"];
@@ -51,13 +77,19 @@ export interface InstanceView {
   pid: number | null;
   startedAt: string | null;
   details: Record<string, string | number>;
+  /**
+   * The model server inside the instance (Enterprise), from the driver's `details.model`: its
+   * state and, when none, failed or stopped, why (a missing or corrupt model file names the file
+   * and the fault). Null for instances without one.
+   */
+  model: { id: string | null; state: LocalModelState; message: string | null } | null;
   startQueue: { running: number; queued: number };
 }
 
 /** What each tier's instance shares and does not, said plainly (shown by the API and CLI). */
 const ISOLATION_BY_TIER: Record<Tenant["tier"], string> = {
   starter:
-    "Starter (multi-tenant): its own gateway process, uid, port and token, and its own 0700 directory encrypted under its own key on the shared Starter pool volume. Shared with other Starter tenants: the host kernel, the host's network namespace and /tmp, the pool volume and the Starter key-encryption key. Isolation is by software (uids, file modes, tokens); no container.",
+    "Starter (multi-tenant): its own gateway process, uid, port, token and secrets, its own 0700 directory encrypted under its own key, its own memory/CPU/pids bounds, its own address for egress (filtered and logged per tenant by the proxy). Shared with the other tenants of its pool: the host kernel, the pool container (its pid namespace, where others' processes are hidden), the pool's network namespace, /tmp and encrypted volume (its free space), and the Starter key-encryption key. Isolation between them is by software (uids, file modes, Landlock on ports and signals, per-tenant cgroups, tokens, network rules): a kernel or container escape by one reaches the others. Premium adds its own container, network namespace, volume and keys.",
   premium:
     "Premium (single-tenant): its own container (user, pid, mount, ipc, uts and network namespaces), its own cgroup limits, its own encrypted volume and keys, its own network namespace with no route to any other tenant; egress only through the filtering, logging proxy. Shared: the host kernel.",
   enterprise:
@@ -65,6 +97,13 @@ const ISOLATION_BY_TIER: Record<Tenant["tier"], string> = {
 };
 const HOST_ONLY =
   "host process under its own uid with its own 0700 directory, port and token; shares the host's kernel, network namespace and /tmp (sandbox off: no container, no encryption)";
+
+/** The instance's model server as the API shows it, from the driver's details (see llm/model-server/status.ts). */
+function modelView(details: Record<string, string | number>): InstanceView["model"] {
+  const s = parseModelStatus(details.model);
+  if (!s) return null;
+  return { id: typeof details.modelId === "string" ? details.modelId : null, ...s };
+}
 
 function hashToken(token: string): string {
   return createHash("sha256").update(token).digest("hex");
@@ -91,6 +130,8 @@ export class TenantService {
       publicUrl?: (name: string) => string | null;
       /** The CA clients must trust for the edge's certificate, when the edge made its own. */
       caFile?: () => string | null;
+      /** The egress proxy's view, when tenants' egress goes through one. */
+      egress?: () => EgressReader | null;
     },
   ) {}
 
@@ -251,10 +292,45 @@ export class TenantService {
       pid: st.pid,
       startedAt: st.startedAt ? new Date(st.startedAt).toISOString() : null,
       details: st.details,
+      model: modelView(st.details),
       startQueue: {
         running: this.deps.reconciler.admission.running,
         queued: this.deps.reconciler.admission.queued,
       },
+    };
+  }
+
+  /** The tenant's egress counters and its latest `limit` connections (newest last). */
+  async egress(principal: Principal, name: string, limit = 100): Promise<EgressView> {
+    const t = this.get(principal, name);
+    const reader = this.deps.egress?.() ?? null;
+    if (!reader)
+      throw new ClawkeepError(
+        "runtime_unavailable",
+        "no egress proxy runs (sandbox off): tenants' egress is neither filtered nor logged",
+      );
+    const [c, log] = await Promise.all([reader.counters(t.name), reader.recentLog(t.name, limit)]);
+    return {
+      tenant: t.name,
+      mode: planFor(t.tier).egress ? "per tenant" : "none",
+      counters: {
+        allowed: c.allowed,
+        denied: c.denied,
+        bytesUp: c.bytesUp,
+        bytesDown: c.bytesDown,
+        active: c.active,
+      },
+      log: log.map((e) => ({
+        time: e.time,
+        method: e.method,
+        host: e.host,
+        port: e.port,
+        verdict: e.verdict,
+        reason: e.reason,
+        bytesUp: e.bytesUp,
+        bytesDown: e.bytesDown,
+        ...(e.status === undefined ? {} : { status: e.status }),
+      })),
     };
   }
 

@@ -64,6 +64,8 @@ export interface EdgeOptions {
   /** The platform's public API and the console (http://<address>:<port>), served at api.<domain> and console.<domain>. */
   apiUpstream?: string | null;
   consoleUpstream?: string | null;
+  /** Source address of connections to tenants' gateways (see EdgeConfig.tenantSourceAddress). */
+  tenantSourceAddress?: string | null;
   limits?: Partial<EdgeLimits>;
   /** ModSecurity with the OWASP CRS; on unless set false. */
   waf?: boolean;
@@ -383,6 +385,7 @@ export class Edge implements EdgeController {
       routes,
       apiUpstream: this.#opts.apiUpstream ?? null,
       consoleUpstream: this.#opts.consoleUpstream ?? null,
+      tenantSourceAddress: this.#opts.tenantSourceAddress ?? null,
       limits: this.limits,
       waf: this.waf,
       crsRules: prep.crsRules,

@@ -65,6 +65,12 @@ export interface EdgeConfig {
   routes: readonly EdgeRoute[];
   apiUpstream: string | null;
   consoleUpstream: string | null;
+  /**
+   * The source address of the edge's connections to tenants' gateways (nginx proxy_bind), or
+   * null for the kernel's choice. Gateways trust only this address as their proxy, so direct
+   * clients (the control plane's probes) are never mistaken for unattributed proxied traffic.
+   */
+  tenantSourceAddress?: string | null;
   limits: EdgeLimits;
   waf: boolean;
   /** Tuned CRS rules text (crs.ts), required when waf is on. */
@@ -317,6 +323,8 @@ interface Site {
   label: string;
   upstreamName: string;
   upstream: { host: string; port: number };
+  /** proxy_bind: the source address of connections to the upstream. */
+  bind?: string;
 }
 
 function renderSite(cfg: EdgeConfig, s: Site): string {
@@ -342,7 +350,7 @@ function renderSite(cfg: EdgeConfig, s: Site): string {
     limit_conn ck_client_conn ${l.clientConnections};
     limit_conn ck_tenant_conn ${l.tenantConnections};
     location / {
-      proxy_pass http://${s.upstreamName};
+      proxy_pass http://${s.upstreamName};${s.bind ? `\n      proxy_bind ${s.bind};` : ""}
     }
   }
 `;
@@ -369,8 +377,19 @@ export function renderEdge(cfg: EdgeConfig): RenderedEdge {
       upstream: parseUpstream(cfg.consoleUpstream, "consoleUpstream"),
     });
   }
+  const bind = cfg.tenantSourceAddress ?? undefined;
+  if (bind !== undefined && !/^\d{1,3}(\.\d{1,3}){3}$/.test(bind))
+    invalid(
+      `tenantSourceAddress must be an IPv4 address, got ${JSON.stringify(bind)}`,
+      "tenantSourceAddress",
+    );
   for (const r of routes)
-    sites.push({ label: r.tenant, upstreamName: `ck_t_${r.tenant}`, upstream: parseUpstream(r.upstream) });
+    sites.push({
+      label: r.tenant,
+      upstreamName: `ck_t_${r.tenant}`,
+      upstream: parseUpstream(r.upstream),
+      ...(bind ? { bind } : {}),
+    });
 
   const files: RenderedEdge["files"] = [];
   let wafHttp = "";

@@ -42,6 +42,19 @@ export const EgressConfigSchema = z.strictObject({
   staticHosts: z
     .record(z.string(), z.array(z.string().refine(isIpLiteral, { message: "must be an IP address" })).min(1))
     .optional(),
+  /** Services of the platform itself (see EgressProxyOptions.platformUpstreams). */
+  platformUpstreams: z
+    .array(
+      z.strictObject({
+        host: z
+          .string()
+          .regex(/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$/),
+        port: z.number().int().min(1).max(65535),
+        address: z.string().refine(isIpLiteral, { message: "must be an IP address" }),
+        targetPort: z.number().int().min(1).max(65535),
+      }),
+    )
+    .optional(),
   /** FOR TESTS ONLY: CIDR ranges let through the anti-SSRF check. */
   testOnlyPermitRanges: z.array(z.string()).optional(),
 });
@@ -99,5 +112,6 @@ export function proxyOptionsFromConfig(config: EgressConfig): EgressProxyOptions
     ...(config.testOnlyPermitRanges === undefined
       ? {}
       : { testOnlyPermitRanges: config.testOnlyPermitRanges }),
+    ...(config.platformUpstreams === undefined ? {} : { platformUpstreams: config.platformUpstreams }),
   };
 }

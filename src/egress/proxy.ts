@@ -65,9 +65,25 @@ export interface EgressProxyOptions {
    * Never set in production: it reopens exactly the SSRF paths the proxy exists to close.
    */
   testOnlyPermitRanges?: string[];
+  /**
+   * Services the platform itself provides to tenants (the demo LLM provider, an operator's
+   * LLM gateway on the host's loopback): the exact host name and port a tenant asks for, and the
+   * exact address and port the proxy connects to instead. Every tenant but an air-gapped one may
+   * reach them, whatever its allowlist; nothing else on that address is reachable through them.
+   */
+  platformUpstreams?: PlatformUpstream[];
   logger?: Logger;
   /** Aborts start-up. */
   signal?: AbortSignal;
+}
+
+export interface PlatformUpstream {
+  /** The name tenants use, e.g. "llm.clawkeep.internal". */
+  host: string;
+  port: number;
+  /** Where the proxy connects (an IP literal; loopback is fine: the proxy runs on the host). */
+  address: string;
+  targetPort: number;
 }
 
 export interface ProxyCounters {
@@ -179,6 +195,7 @@ class EgressProxyServer implements EgressProxy {
   readonly #journal: ConnectionJournal;
   readonly #resolve: Resolver;
   readonly #permit: ReturnType<typeof parsePermitRanges>;
+  readonly #upstreams: Map<string, PlatformUpstream>;
   readonly #maxConcurrent: number;
   readonly #idleMs: number;
   readonly #connectMs: number;
@@ -207,6 +224,9 @@ class EgressProxyServer implements EgressProxy {
     this.adminSocket = opts.adminSocket ?? null;
     this.#resolve = opts.resolve ?? systemResolve;
     this.#permit = parsePermitRanges(opts.testOnlyPermitRanges ?? []);
+    this.#upstreams = new Map(
+      (opts.platformUpstreams ?? []).map((u) => [`${u.host.toLowerCase()}:${u.port}`, u]),
+    );
     this.#maxConcurrent = opts.maxConcurrentPerTenant ?? 64;
     this.#idleMs = opts.idleTimeoutMs ?? 300_000;
     this.#connectMs = opts.connectTimeoutMs ?? 10_000;
@@ -464,7 +484,12 @@ class EgressProxyServer implements EgressProxy {
       });
     }
     d.host = host;
-    const refused = checkTarget(tenant, policy, host, port);
+    const upstream = this.#upstreams.get(`${host}:${port}`);
+    const refused = upstream
+      ? tenant.airGapped
+        ? checkTarget(tenant, policy, host, port)
+        : null
+      : checkTarget(tenant, policy, host, port);
     if (refused) return this.#deny(d, refused);
     const limit = tenant.maxConcurrent ?? this.#maxConcurrent;
     if ((this.#active.get(tenant.name)?.size ?? 0) >= limit) {
@@ -477,7 +502,11 @@ class EgressProxyServer implements EgressProxy {
     const conn = this.#track(tenant.name, d.source, host, port);
     let addresses: string[];
     try {
-      addresses = isIpLiteral(host) ? [host] : await this.#resolveWithTimeout(host);
+      addresses = upstream
+        ? [upstream.address]
+        : isIpLiteral(host)
+          ? [host]
+          : await this.#resolveWithTimeout(host);
     } catch (err) {
       conn.finish();
       return this.#deny(d, {
@@ -486,7 +515,10 @@ class EgressProxyServer implements EgressProxy {
         detail: `cannot resolve ${host}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       });
     }
-    const checked = checkResolved(host, addresses, this.#permit);
+    // A platform upstream's fixed address is the operator's, not an answer to check.
+    const checked: ReturnType<typeof checkResolved> = upstream
+      ? { ok: true, addresses }
+      : checkResolved(host, addresses, this.#permit);
     if (!checked.ok) {
       conn.finish();
       d.address = checked.address;
@@ -498,7 +530,11 @@ class EgressProxyServer implements EgressProxy {
       return { ok: false, status: 503, reason: conn.cutReason };
     }
     try {
-      const socket = await this.#connectFirst(checked.addresses, port, conn.controller.signal);
+      const socket = await this.#connectFirst(
+        checked.addresses,
+        upstream?.targetPort ?? port,
+        conn.controller.signal,
+      );
       d.address = socket.remoteAddress ?? null;
       conn.sockets.add(socket);
       socket.setTimeout(this.#idleMs, () => this.#cut(conn, "idle-timeout"));

@@ -58,6 +58,12 @@ export interface InstanceStatus {
   startedAt: number | null;
   /** Driver-specific facts for operators (uid, directory, container id). Never secrets. */
   details: Record<string, string | number>;
+  /**
+   * Set when the gateway runs but a part of the instance that start() brings back does not
+   * (an Enterprise model server whose supervisor was an earlier control plane): says what. The
+   * reconciler then calls start() again, which keeps the running gateway and restores the part.
+   */
+  repair?: string;
 }
 
 export interface RuntimeDriver {

@@ -47,6 +47,29 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_by_tenant ON events(tenant_id, id);
   `,
+  // 2: the operator's registered GGUF models (store/models.ts), the default model of a plan and
+  // a tenant's own choice. A model in use cannot be removed (no cascade from models).
+  `
+  CREATE TABLE models (
+    id            TEXT PRIMARY KEY,
+    path          TEXT NOT NULL,
+    size          INTEGER NOT NULL CHECK (size >= 0),
+    sha256        TEXT NOT NULL CHECK (length(sha256) = 64),
+    registered_at INTEGER NOT NULL,
+    verified_at   INTEGER NOT NULL,
+    status        TEXT NOT NULL CHECK (status IN ('ready','missing','corrupt')),
+    reason        TEXT
+  );
+  CREATE TABLE plan_models (
+    tier     TEXT PRIMARY KEY CHECK (tier IN ('starter','premium','enterprise')),
+    model_id TEXT NOT NULL REFERENCES models(id)
+  );
+  CREATE TABLE tenant_models (
+    tenant_id TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    model_id  TEXT NOT NULL REFERENCES models(id)
+  );
+  CREATE INDEX tenant_models_by_model ON tenant_models(model_id);
+  `,
 ];
 
 export function migrate(db: Db): number {

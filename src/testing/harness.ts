@@ -1,6 +1,6 @@
 import { createApi } from "../control/api.ts";
 import { Reconciler } from "../control/reconciler.ts";
-import { TenantService } from "../control/tenants.ts";
+import { type EgressReader, TenantService } from "../control/tenants.ts";
 import { LocalKeyService } from "../kms/local.ts";
 import { createLogger } from "../lib/log.ts";
 import { FakeDriver } from "../runtime/fake/driver.ts";
@@ -18,6 +18,7 @@ export function makeControlPlane(
     startConcurrency?: number;
     readyTimeoutMs?: number;
     maxSlots?: number;
+    egress?: EgressReader;
   } = {},
 ) {
   const store = opts.store ?? new TenantStore(openDatabase(":memory:"));
@@ -45,6 +46,7 @@ export function makeControlPlane(
     reconciler,
     maxSlots: opts.maxSlots ?? 50,
     ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.egress ? { egress: () => opts.egress ?? null } : {}),
   });
   return {
     store,

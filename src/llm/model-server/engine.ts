@@ -43,7 +43,10 @@ export interface LlamaEngineOptions {
   flashAttention?: boolean;
   /** Sampling temperature when a request gives none (default 0.7). */
   temperature?: number;
-  /** Reply length when a request gives none (default: whatever fits the context). */
+  /**
+   * The longest reply: a request asking for more (OpenClaw asks for 8192) or for nothing gets this
+   * many tokens at most (default: whatever fits the context).
+   */
   maxTokens?: number;
   /** Aborts loading. */
   signal?: AbortSignal;
@@ -136,7 +139,8 @@ class LlamaEngine implements ChatEngine {
         { details: { contextSize: this.info.contextSize, promptTokens } },
       );
     }
-    const maxTokens = Math.min(request.maxTokens ?? this.defaults.maxTokens ?? room, room - 1);
+    const cap = this.defaults.maxTokens ?? room;
+    const maxTokens = Math.min(request.maxTokens ?? cap, cap, room - 1);
 
     // Requests that share a system prompt (every OpenClaw turn) go to the sequence that holds it.
     const first = request.messages[0];

@@ -16,8 +16,6 @@ export const MODEL_SERVER_FAILURES = {
   not_registered: "not_found",
   /** A model with that id is already registered with another file or checksum. */
   already_registered: "conflict",
-  /** The registry file cannot be parsed. */
-  registry_corrupt: "internal",
   /** The prompt does not fit the context window. */
   context_length_exceeded: "invalid_request",
   /** Every sequence is busy and the queue is full. */
@@ -35,7 +33,7 @@ export function isModelServerFailure(value: unknown): value is ModelServerFailur
   return typeof value === "string" && Object.hasOwn(MODEL_SERVER_FAILURES, value);
 }
 
-/** A failure of the model registry, a model file check, the model server or its supervisor. */
+/** A failure of a model file check, the model registry, the model server or its supervisor. */
 export class ModelServerError extends ClawkeepError {
   readonly reason: ModelServerFailure;
 

@@ -9,8 +9,14 @@ export {
 } from "./errors.ts";
 export { FakeEngine } from "./fake.ts";
 export { API_KEY_ENV, defaultModelId, EXIT_FATAL } from "./protocol.ts";
-export { type ModelEntry, ModelRegistry, parseModelId, type VerifiedModel } from "./registry.ts";
 export { type ModelServer, type ModelServerOptions, startModelServer } from "./server.ts";
+export {
+  formatModelStatus,
+  LOCAL_MODEL_STATES,
+  type LocalModelState,
+  type LocalModelStatus,
+  parseModelStatus,
+} from "./status.ts";
 export {
   type ModelServerProcess,
   type ModelServerProcessOptions,
@@ -20,4 +26,12 @@ export {
   startModelServerProcess,
 } from "./supervisor.ts";
 export type { ChatEngine, GenerationResult, GenerationSink, ModelInfo } from "./types.ts";
-export { type ModelExpectation, sha256File, type VerifiedModelFile, verifyModelFile } from "./verify.ts";
+export {
+  type ModelExpectation,
+  parseModelId,
+  parseModelPath,
+  parseSha256,
+  sha256File,
+  type VerifiedModelFile,
+  verifyModelFile,
+} from "./verify.ts";

@@ -13,9 +13,8 @@ import { createLogger } from "../../lib/log.ts";
 import { loadLlamaEngine } from "./engine.ts";
 import { ModelServerError } from "./errors.ts";
 import { API_KEY_ENV, defaultModelId, EXIT_FATAL, type FatalLine, type ListeningLine } from "./protocol.ts";
-import { parseModelId } from "./registry.ts";
 import { startModelServer } from "./server.ts";
-import { verifyModelFile } from "./verify.ts";
+import { parseModelId, verifyModelFile } from "./verify.ts";
 
 const shutdown = new AbortController();
 

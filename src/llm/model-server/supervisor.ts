@@ -3,13 +3,12 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "../../lib/log.ts";
 import { ModelServerError } from "./errors.ts";
 import { API_KEY_ENV, EXIT_FATAL, type ListeningLine, parseStatusLine } from "./protocol.ts";
-import { parseModelId } from "./registry.ts";
 import { parseListenAddress } from "./server.ts";
-import { parseModelPath, parseSha256 } from "./verify.ts";
+import { parseModelId, parseModelPath, parseSha256 } from "./verify.ts";
 
 const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
 
-/** A model to serve: a file, optionally pinned (as a registry entry is). */
+/** A model to serve: a file, optionally pinned by size and SHA-256 (as a registered model is). */
 export interface ModelSpec {
   path: string;
   /** Served id (default: the file name without .gguf). */
@@ -19,7 +18,7 @@ export interface ModelSpec {
 }
 
 export interface ModelServerProcessOptions {
-  /** The GGUF file (or a registry entry: ModelRegistry.verify() returns one). */
+  /** The GGUF file, or a pinned model (what the control plane's model registry resolves). */
   model: string | ModelSpec;
   host: string;
   /** 0 picks a free port at each start (tests); a tenant gets a fixed one. */

@@ -22,6 +22,24 @@ export interface VerifiedModelFile {
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
+/** Lower-case letters, digits, '.', '_', '-'; starts with a letter or digit; at most 64. */
+export const MODEL_ID_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+/**
+ * Checks a model id (served as the model name in /v1/models; what plans and tenants refer to):
+ * 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit, no "..".
+ */
+export function parseModelId(id: string): string {
+  if (!MODEL_ID_RE.test(id) || id.includes("..")) {
+    throw new ModelServerError(
+      "invalid_request",
+      `model id '${id}' is invalid: use 1-64 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit`,
+      { details: { field: "id" } },
+    );
+  }
+  return id;
+}
+
 /** Normalizes and checks a SHA-256 given by a caller. */
 export function parseSha256(value: string): string {
   const v = value.trim().toLowerCase();

@@ -2,9 +2,7 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import {
   chmod,
-  chown,
   mkdir,
-  open,
   readdir,
   readFile,
   rename,
@@ -23,6 +21,8 @@ import { parseTenantName } from "../../core/tenant.ts";
 import { ExecError, execFile } from "../../lib/exec.ts";
 import { openAppendNoFollow, ownDir, writeFileNoFollow } from "../../lib/safefs.ts";
 import { tailFile } from "../../lib/tail.ts";
+import type { ModelServerError } from "../../llm/model-server/errors.ts";
+import { formatModelStatus, type LocalModelStatus } from "../../llm/model-server/status.ts";
 import {
   type ModelServerProcess,
   type ModelSpec,
@@ -36,16 +36,16 @@ import {
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
+import { NetworkMembers } from "./members.ts";
 import { lockedBindOptions } from "./mounts.ts";
 import {
-  applyRuleset,
   attachTenant,
   detachTenant,
+  edgeAddress,
   ensureBridge,
   hostAddress,
   type NetworkConfig,
   netnsName,
-  renderRuleset,
   type TenantNet,
   tenantAddress,
 } from "./network.ts";
@@ -89,6 +89,11 @@ export interface ContainerDriverOptions {
   network: NetworkConfig;
   volumes: TenantVolumes;
   egress?: EgressRegistry;
+  /**
+   * The bridge's members when another driver (the Starter pools) shares the bridge: this driver
+   * replaces only its own ("containers"). Default: a registry of its own over network and egress.
+   */
+  members?: NetworkMembers;
   /** Host uid that container uid 0 of slot 0 maps to; each slot gets 65536 ids from here on. */
   idMapBase: number;
   /** cgroup parent for every container, e.g. "clawkeep". */
@@ -96,9 +101,17 @@ export interface ContainerDriverOptions {
   stopGraceMs?: number;
   /**
    * The model a tenant whose plan has a local model (Enterprise) is served by, from the model
-   * registry; undefined: none registered (its gateway then has no provider it can reach).
+   * registry (control/models.ts localModelResolver), checked before each create and start;
+   * undefined: none assigned (its gateway then has no provider it can reach). When it throws (a
+   * missing or corrupt file), create/start fail with its message and the instance's status says
+   * `model: "failed: <why>"`.
    */
   localModel?: (spec: InstanceSpec) => Promise<ModelSpec | undefined>;
+  /**
+   * Called once when a tenant's model server fails for good (its file went missing or corrupt
+   * since the start; a load failure): the status already shows it; this is for events and alerts.
+   */
+  onModelFailure?: (tenant: string, err: ModelServerError) => void;
   /** Model server tuning (tests cap replies to keep a random test model quick). */
   modelServer?: { maxTokens?: number; contextSize?: number };
   log?: Logger;
@@ -118,9 +131,17 @@ interface Record_ {
   idMapBase: number;
   /** Host path of the tenant's data directory (on its volume). */
   dataDir: string;
+  /** The local model's id as of create; null: the plan has one but none is assigned; absent: no local model. */
+  model?: string | null;
 }
 
 const CONTAINER_UID = 1000;
+
+/** A model server's message, which names the file as the sandbox sees it, said in the host's terms. */
+function hostModelMessage(message: string, model: ModelSpec): string {
+  const named = message.replaceAll(MODEL_IN_CONTAINER, model.path);
+  return model.id && !named.startsWith(`model '${model.id}'`) ? `model '${model.id}': ${named}` : named;
+}
 const DATA = "/data";
 
 /**
@@ -134,10 +155,16 @@ export class ContainerDriver implements RuntimeDriver {
   readonly kind = "container";
   readonly #o: ContainerDriverOptions;
   #prepared = false;
+  readonly #members: NetworkMembers;
   readonly #models = new Map<string, ModelServerProcess>();
+  /** Why a tenant's model could not be used at its last create/start (cleared by a good start). */
+  readonly #modelFailures = new Map<string, string>();
+  /** The model each running model server serves, for its host path in messages. */
+  readonly #modelPaths = new Map<string, ModelSpec>();
 
   constructor(opts: ContainerDriverOptions) {
     this.#o = opts;
+    this.#members = opts.members ?? new NetworkMembers(opts.network, opts.egress);
   }
 
   #id(name: string): string {
@@ -230,8 +257,9 @@ export class ContainerDriver implements RuntimeDriver {
     for (const r of recs)
       if (r.name === extra?.name || (await this.#state(r.name)).state !== "absent") running.push(r);
     const nets: TenantNet[] = running.map((r) => ({ name: r.name, slot: r.slot, airGapped: r.airGapped }));
-    await applyRuleset(renderRuleset(this.#o.network, nets));
-    await this.#o.egress?.setTenants(
+    await this.#members.set(
+      "containers",
+      nets,
       running.map((r) => ({
         tenant: r.name,
         address: tenantAddress(this.#o.network, r.slot),
@@ -297,7 +325,14 @@ export class ContainerDriver implements RuntimeDriver {
   /** The provider a tenant's gateway uses: its own model server when its plan has one. */
   async #llm(spec: InstanceSpec): Promise<{ llm: InstanceSpec["llm"]; model: ModelSpec | undefined }> {
     if (!spec.plan.localModel || !this.#o.localModel) return { llm: spec.llm, model: undefined };
-    const model = await this.#o.localModel(spec);
+    let model: ModelSpec | undefined;
+    try {
+      model = await this.#o.localModel(spec);
+    } catch (err) {
+      this.#modelFailures.set(spec.name, (err as Error).message);
+      throw err;
+    }
+    this.#modelFailures.delete(spec.name);
     if (!model) return { llm: spec.llm, model: undefined };
     return {
       llm: { baseUrl: `http://127.0.0.1:${LOCAL_MODEL_PORT}/v1`, model: model.id ?? "local" },
@@ -315,6 +350,8 @@ export class ContainerDriver implements RuntimeDriver {
         `container ${name} exists for slot ${existing.slot}, not ${spec.slot}`,
       );
     }
+    // The model first: a tenant whose model is missing or corrupt gets nothing made, and says why.
+    const local = await this.#llm(spec);
     const dir = this.#dir(name);
     // Search permission only: the container's mapped root must reach its rootfs through here.
     await mkdir(dir, { recursive: true, mode: 0o711 });
@@ -331,9 +368,9 @@ export class ContainerDriver implements RuntimeDriver {
         port: this.#o.network.gatewayPort,
         bind: "lan",
         paths: this.#paths(),
-        llm: (await this.#llm(spec)).llm,
+        llm: local.llm,
         ...(spec.publicOrigin
-          ? { allowedOrigins: [spec.publicOrigin], trustedProxies: [hostAddress(this.#o.network)] }
+          ? { allowedOrigins: [spec.publicOrigin], trustedProxies: [edgeAddress(this.#o.network)] }
           : {}),
         ...(spec.plan.egress && this.#o.egress?.proxyUrl ? { proxyUrl: this.#o.egress.proxyUrl } : {}),
       }),
@@ -347,6 +384,7 @@ export class ContainerDriver implements RuntimeDriver {
       airGapped: !spec.plan.egress,
       idMapBase: this.#idBase(spec.slot),
       dataDir: data,
+      ...(spec.plan.localModel && this.#o.localModel ? { model: local.model?.id ?? null } : {}),
     };
     await writeFile(join(dir, "record.json.tmp"), `${JSON.stringify(rec)}\n`, { mode: 0o600 });
     await rename(join(dir, "record.json.tmp"), join(dir, "record.json"));
@@ -359,7 +397,21 @@ export class ContainerDriver implements RuntimeDriver {
    * can reach it. Supervised: restarted when it dies, given up on a corrupt model.
    */
   async #startModel(name: string, spec: InstanceSpec, model: ModelSpec): Promise<void> {
-    const proc = await startModelServerProcess({
+    let proc: ModelServerProcess;
+    try {
+      proc = await this.#spawnModel(name, spec, model);
+    } catch (err) {
+      const message = hostModelMessage((err as Error).message, model);
+      this.#modelFailures.set(name, message);
+      throw new ClawkeepError("runtime_failed", message, { cause: err });
+    }
+    this.#models.set(name, proc);
+    this.#modelPaths.set(name, model);
+    this.#modelFailures.delete(name);
+  }
+
+  async #spawnModel(name: string, spec: InstanceSpec, model: ModelSpec): Promise<ModelServerProcess> {
+    return startModelServerProcess({
       model: { ...model, path: MODEL_IN_CONTAINER },
       host: "127.0.0.1",
       port: LOCAL_MODEL_PORT,
@@ -379,9 +431,41 @@ export class ContainerDriver implements RuntimeDriver {
       ...(this.#o.modelServer?.maxTokens ? { maxTokens: this.#o.modelServer.maxTokens } : {}),
       ...(this.#o.modelServer?.contextSize ? { contextSize: this.#o.modelServer.contextSize } : {}),
       ...(this.#o.log ? { log: this.#o.log } : {}),
-      onFatal: (err) => this.#o.log?.error({ tenant: name, err: err.message }, "model server failed"),
+      onFatal: (err) => {
+        this.#o.log?.error({ tenant: name, err: err.message }, "model server failed; not restarting it");
+        this.#o.onModelFailure?.(name, err);
+      },
     });
-    this.#models.set(name, proc);
+  }
+
+  /** The model server's state for the instance status; undefined for instances without a local model. */
+  #modelStatus(name: string, rec: Record_ | undefined, running: boolean): LocalModelStatus | undefined {
+    const proc = this.#models.get(name);
+    if (proc) {
+      if (proc.state === "running") return { state: "ready", message: null };
+      if (proc.state === "failed") {
+        const why = proc.failure?.message ?? "the model server failed";
+        const model = this.#modelPaths.get(name);
+        return { state: "failed", message: model ? hostModelMessage(why, model) : why };
+      }
+      return { state: proc.state, message: null };
+    }
+    const failure = this.#modelFailures.get(name);
+    if (failure) return { state: "failed", message: failure };
+    if (rec?.model === null) {
+      return {
+        state: "none",
+        message: "no model is assigned to this tenant or its plan: register one and assign it",
+      };
+    }
+    if (rec?.model && running) {
+      return {
+        state: "stopped",
+        message:
+          "no model server runs for this instance (the control plane that started it exited); the reconciler starts one",
+      };
+    }
+    return undefined;
   }
 
   /** The OCI runtime's view: absent, created, running or stopped. */
@@ -416,7 +500,13 @@ export class ContainerDriver implements RuntimeDriver {
     const cur = await this.#state(name);
     const { model } = await this.#llm(spec);
     if (cur.state === "running") {
-      if (model && !this.#models.has(name)) await this.#startModel(name, spec, model);
+      // A model server that is missing (an adopted container) or failed for good is started again.
+      const proc = this.#models.get(name);
+      if (model && (!proc || proc.state === "failed")) {
+        await proc?.stop();
+        this.#models.delete(name);
+        await this.#startModel(name, spec, model);
+      }
       return this.status(name);
     }
     if (cur.state !== "absent") await this.#oci(["delete", "--force", this.#id(name)]).catch(() => {});
@@ -530,6 +620,7 @@ export class ContainerDriver implements RuntimeDriver {
     const id = this.#id(name);
     await this.#models.get(name)?.stop();
     this.#models.delete(name);
+    this.#modelPaths.delete(name);
     const cur = await this.#state(name);
     if (cur.state === "running") {
       await this.#oci(["kill", id, "TERM"]).catch(() => {});
@@ -556,13 +647,23 @@ export class ContainerDriver implements RuntimeDriver {
     await this.stop(name, signal);
     await this.#o.volumes.destroy(name, signal);
     await rm(this.#dir(name), { recursive: true, force: true });
+    this.#modelFailures.delete(name);
   }
 
   async status(name: string): Promise<InstanceStatus> {
     const rec = await this.#record(name);
     const cur = await this.#state(name);
+    const model = this.#modelStatus(name, rec, cur.state === "running");
     if (!rec && cur.state === "absent")
-      return { name, state: "absent", url: null, pid: null, startedAt: null, details: {} };
+      return {
+        name,
+        state: "absent",
+        url: null,
+        pid: null,
+        startedAt: null,
+        // A create refused for its model says why.
+        details: model ? { model: formatModelStatus(model) } : {},
+      };
     const details: Record<string, string | number> = { container: this.#id(name), runtime: this.#o.oci };
     if (rec) {
       details.address = tenantAddress(this.#o.network, rec.slot);
@@ -572,8 +673,17 @@ export class ContainerDriver implements RuntimeDriver {
         ? "none (air-gapped)"
         : `proxy at ${hostAddress(this.#o.network)}:${this.#o.network.egressPort}`;
     }
+    if (model) {
+      details.model = formatModelStatus(model);
+      if (rec?.model) details.modelId = rec.model;
+      const restarts = this.#models.get(name)?.restarts;
+      if (restarts) details.modelRestarts = restarts;
+    }
     const state = cur.state === "running" ? "running" : cur.state === "absent" ? "created" : "exited";
     return {
+      ...(state === "running" && model?.state === "stopped"
+        ? { repair: "the model server is not running" }
+        : {}),
       name,
       state,
       url: rec ? `http://${tenantAddress(this.#o.network, rec.slot)}:${this.#o.network.gatewayPort}` : null,

@@ -28,6 +28,25 @@ test("the ruleset: anti-spoofing per port, air-gapped set, proxy-only input, gat
   assert.ok(r.indexOf("ct state established,related accept") < r.indexOf("@airgapped counter drop"));
 });
 
+test("each veth's traffic is counted before any verdict: answers from its gateway to the host apart from everything else", () => {
+  const r = renderRuleset(DEFAULT_NETWORK, tenants);
+  assert.match(r, /counter ckv2_gateway \{\}\n {2}counter ckv2_other \{\}/);
+  const tally = r.slice(r.indexOf("chain tally"), r.indexOf("chain prerouting"));
+  const c2 = tally.split("\n").filter((l) => l.includes('"ckv2"'));
+  assert.equal(c2.length, 3, tally);
+  // Answers from its gateway port to the host (and the edge's) address, then ARP about them, then all else.
+  assert.match(
+    c2[0]!,
+    /^ {4}iifname "ckv2" ether type ip ip daddr (\{ )?198\.19\.0\.1\b.* tcp sport 18789 counter name "ckv2_gateway" return$/,
+  );
+  assert.match(c2[1]!, /^ {4}iifname "ckv2" ether type arp arp daddr ip (\{ )?198\.19\.0\.1\b.* return$/);
+  assert.equal(c2[2], '    iifname "ckv2" counter name "ckv2_other" return');
+  // Counted first: the jump comes before the anti-spoofing drops.
+  const pre = r.slice(r.indexOf("chain prerouting"));
+  assert.ok(pre.indexOf("jump tally") < pre.indexOf("counter drop"));
+  assert.doesNotMatch(renderRuleset(DEFAULT_NETWORK, []), /jump tally|counter ckv/);
+});
+
 test("bad settings are refused before anything reaches nft", () => {
   assert.throws(() => renderRuleset({ ...DEFAULT_NETWORK, bridge: "br;rm" }, []), /bridge name/);
   assert.throws(() => renderRuleset({ ...DEFAULT_NETWORK, table: "x y" }, []), /table name/);

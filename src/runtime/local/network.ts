@@ -89,6 +89,15 @@ export function hostAddress(c: NetworkConfig): string {
   return `${c.prefix16}.0.1`;
 }
 
+/**
+ * The edge's own source address on the bridge (nginx proxy_bind): gateways trust only it as their
+ * proxy, so the control plane's direct connections (from hostAddress) are never taken for
+ * proxied traffic that lost its client address.
+ */
+export function edgeAddress(c: NetworkConfig): string {
+  return `${c.prefix16}.0.2`;
+}
+
 /** A tenant's address: slot 0 is .0.10, counting up through the /16. */
 export function tenantAddress(c: NetworkConfig, slot: number): string {
   checkSlot(slot);
@@ -107,11 +116,22 @@ export function netnsName(slot: number): string {
   return `ck-${slot}`;
 }
 
-/** The whole ruleset, replacing any earlier clawkeep tables in one transaction. Pure. */
+/**
+ * The whole ruleset, replacing any earlier clawkeep tables in one transaction. Pure.
+ *
+ * Besides its verdicts it counts what each member's veth sends, before any verdict, in two named
+ * counters of the bridge table (applying the ruleset again starts them from zero):
+ * - `ckv<slot>_gateway`: IPv4 from its gateway port to the host's or the edge's address (answers
+ *   to the control plane and the edge);
+ * - `ckv<slot>_other`: everything else it sends except ARP about those addresses: connections
+ *   to the egress proxy, probes, anything at all to another address. An air-gapped tenant's
+ *   stays at zero while it serves chats.
+ */
 export function renderRuleset(c: NetworkConfig, tenants: readonly TenantNet[]): string {
   checkConfig(c);
   const br = JSON.stringify(c.bridge);
   const host = hostAddress(c);
+  const edge = edgeAddress(c);
   const all = tenants.flatMap((t) => addressesOf(c, t));
   const gapped = tenants.filter((t) => t.airGapped).flatMap((t) => addressesOf(c, t));
   const elements = (xs: string[]) => (xs.length ? ` elements = { ${xs.join(", ")} };` : "");
@@ -127,6 +147,19 @@ export function renderRuleset(c: NetworkConfig, tenants: readonly TenantNet[]): 
         `    iifname ${ifn} ether type != { ip, arp } counter drop`,
         `    iifname ${ifn} ether type ip ip saddr != ${ips} counter drop`,
         `    iifname ${ifn} ether type arp arp saddr ip != ${ips} counter drop`,
+      ].join("\n");
+    })
+    .join("\n");
+  const counters = tenants
+    .map((t) => `  counter ${hostIf(t.slot)}_gateway {}\n  counter ${hostIf(t.slot)}_other {}`)
+    .join("\n");
+  const tally = tenants
+    .map((t) => {
+      const ifn = JSON.stringify(hostIf(t.slot));
+      return [
+        `    iifname ${ifn} ether type ip ip daddr { ${host}, ${edge} } tcp sport ${c.gatewayPort} counter name "${hostIf(t.slot)}_gateway" return`,
+        `    iifname ${ifn} ether type arp arp daddr ip { ${host}, ${edge} } return`,
+        `    iifname ${ifn} counter name "${hostIf(t.slot)}_other" return`,
       ].join("\n");
     })
     .join("\n");
@@ -158,9 +191,12 @@ table inet ${c.table} {
 table bridge ${c.table} {}
 delete table bridge ${c.table}
 table bridge ${c.table} {
+${counters ? `${counters}\n` : ""}  chain tally {
+${tally || "    # no tenants"}
+  }
   chain prerouting {
     type filter hook prerouting priority -200; policy accept;
-${spoof || "    # no tenants"}
+${ports ? `    iifname { ${ports} } jump tally\n` : ""}${spoof || "    # no tenants"}
   }
   chain forward {
     type filter hook forward priority filter; policy accept;
@@ -198,6 +234,7 @@ export async function ensureBridge(c: NetworkConfig): Promise<void> {
     await execFile(["ip", "link", "add", c.bridge, "type", "bridge"]);
   }
   await execFile(["ip", "addr", "replace", `${hostAddress(c)}/16`, "dev", c.bridge]);
+  await execFile(["ip", "addr", "replace", `${edgeAddress(c)}/16`, "dev", c.bridge]);
   await execFile(["ip", "link", "set", c.bridge, "up"]);
 }
 

@@ -11,6 +11,7 @@ import {
   readFile,
   rename,
   rm,
+  rmdir,
   symlink,
   writeFile,
 } from "node:fs/promises";
@@ -32,13 +33,13 @@ import { lockedBindOptions } from "../local/mounts.ts";
 import {
   attachTenant,
   detachTenant,
+  edgeAddress,
   ensureBridge,
   hostAddress,
   netnsName,
   tenantAddress,
 } from "../local/network.ts";
 import { renderOciSpec } from "../local/oci.ts";
-import { parseMountinfo } from "../local/volume.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
 import { cgroupVersion, TenantCgroup } from "./cgroups.ts";
 import { CONFINE_PATH, CONFINE_SCRIPT, confinedArgv } from "./confine.ts";
@@ -116,6 +117,13 @@ const EPHEMERAL_PORTS = "60000 65000";
 const MAX_TENANTS_PER_POOL = 200;
 const POOL_DIR = "/pool";
 const NOBODY = 65534;
+/**
+ * Every pool's hostname. OpenClaw records its state lease with the holder's hostname, pid and
+ * start time, and reclaims a dead holder's lease only on the same hostname: one name for all
+ * pools lets a tenant moved to another pool (or a dead pool's tenants) start at once instead of
+ * waiting for the old lease to expire. The pid plus start time still tell holders apart.
+ */
+const POOL_HOSTNAME = "clawkeep-starter";
 const LOG_ROTATE_BYTES = 5 * 1024 * 1024;
 
 export class PoolError extends ClawkeepError {}
@@ -476,7 +484,7 @@ export class PoolDriver implements RuntimeDriver {
     const data = await this.#o.storage.openPool(pool.id, signal);
     const rt = this.#o.runtime;
     const oci = renderOciSpec({
-      hostname: id,
+      hostname: POOL_HOSTNAME,
       rootfs,
       idMapBase: pool.idMapBase,
       user: { uid: NOBODY, gid: NOBODY },
@@ -684,9 +692,9 @@ export class PoolDriver implements RuntimeDriver {
           bind: "lan",
           paths: this.#paths(rec.name),
           llm: spec.llm,
-          // The edge reaches the gateway from the bridge's host address (DNAT keeps the source).
+          // The edge reaches the gateway from its own bridge address (DNAT keeps the source).
           ...(spec.publicOrigin
-            ? { allowedOrigins: [spec.publicOrigin], trustedProxies: [hostAddress(this.#net())] }
+            ? { allowedOrigins: [spec.publicOrigin], trustedProxies: [edgeAddress(this.#net())] }
             : {}),
           ...(proxyUrl ? { proxyUrl } : {}),
         }),
@@ -1169,11 +1177,46 @@ export class PoolDriver implements RuntimeDriver {
     });
   }
 
+  /**
+   * Stops every pool (its tenants' gateways go with it), takes it off the bridge and unmounts its
+   * volume; records and data stay, so a later start() brings each tenant back in its pool.
+   * Teardown (tests, uninstall) after the reconciler has stopped; not part of the driver contract.
+   */
+  async stopPools(signal?: AbortSignal): Promise<void> {
+    await this.#serial(async () => {
+      for (const t of await this.#tenants()) {
+        await this.#stop(t.name, signal).catch((err: unknown) =>
+          this.#o.log?.warn({ err, tenant: t.name }, "stopping a starter gateway failed"),
+        );
+        await this.#cgroup(t)
+          .remove()
+          .catch(() => {});
+      }
+      for (const p of await this.#pools()) {
+        const id = this.#containerId(p.id);
+        const cur = await this.#poolState(p.id);
+        if (cur.state !== "absent") {
+          await this.#oci(["kill", "--all", id, "KILL"]).catch(() => {});
+          if (cur.initPid) await waitGone(cur.initPid, 30_000, signal);
+          await this.#oci(["delete", "--force", id]).catch(() => {});
+        }
+        await detachTenant(p.slot);
+        await rm(this.#bundle(p.id), { recursive: true, force: true });
+        await this.#o.storage.closePool(p.id, signal);
+      }
+      await this.#syncBridge();
+    });
+  }
+
   /** Removes what the driver set up for all pools: the secrets tmpfs. Only when no pool runs. */
   async shutdown(): Promise<void> {
     const mounts = await readFile("/proc/self/mountinfo", "utf8");
     if (mounts.split("\n").some((l) => l.split(" ")[4] === this.#o.secretsDir)) {
       await execFile(["umount", this.#o.secretsDir]).catch(() => {});
+    }
+    // runc leaves the (empty) parent cgroups it made; the pools' own are gone with them.
+    for (const controller of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
+      await rmdir(join("/sys/fs/cgroup", controller, this.#o.cgroupParent)).catch(() => {});
     }
     this.#prepared = false;
   }

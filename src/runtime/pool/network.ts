@@ -1,13 +1,6 @@
 import { ClawkeepError } from "../../core/errors.ts";
 import { execFile } from "../../lib/exec.ts";
-import {
-  applyRuleset,
-  checkIpv4,
-  type NetworkConfig,
-  renderRuleset as renderBridgeRuleset,
-  type TenantNet,
-} from "../local/network.ts";
-import type { EgressRegistry } from "../local/types.ts";
+import { checkIpv4, type TenantNet } from "../local/network.ts";
 
 /**
  * The network of Starter pools. A pool hangs off the tenants' bridge like a Premium container
@@ -148,44 +141,4 @@ export async function applyPoolNetns(
   await execFile(["ip", "netns", "exec", netns, "nft", "-f", "-"], { input: ruleset, ...s });
 }
 
-/**
- * Who is on the tenants' bridge, by owner ("containers", "pools"), rendered into one ruleset and
- * one egress policy. Two drivers share one bridge and one nftables table (a drop in any table
- * is final, so the rules cannot be split by table); each owner replaces only its own members.
- */
-export class NetworkMembers {
-  readonly #c: NetworkConfig;
-  readonly #egress: EgressRegistry | undefined;
-  readonly #members = new Map<string, readonly BridgeMember[]>();
-  readonly #egressEntries = new Map<string, Parameters<EgressRegistry["setTenants"]>[0]>();
-  #queue: Promise<void> = Promise.resolve();
-
-  constructor(c: NetworkConfig, egress?: EgressRegistry) {
-    this.#c = c;
-    this.#egress = egress;
-  }
-
-  get config(): NetworkConfig {
-    return this.#c;
-  }
-
-  get proxyUrl(): string | null {
-    return this.#egress?.proxyUrl ?? null;
-  }
-
-  /** Replaces one owner's members and egress entries, then applies the whole ruleset and policy. */
-  set(
-    owner: string,
-    members: readonly BridgeMember[],
-    egress: Parameters<EgressRegistry["setTenants"]>[0],
-  ): Promise<void> {
-    const run = this.#queue.then(async () => {
-      this.#members.set(owner, members);
-      this.#egressEntries.set(owner, egress);
-      await applyRuleset(renderBridgeRuleset(this.#c, [...this.#members.values()].flat()));
-      await this.#egress?.setTenants([...this.#egressEntries.values()].flat());
-    });
-    this.#queue = run.catch(() => {});
-    return run;
-  }
-}
+export { NetworkMembers } from "../local/members.ts";

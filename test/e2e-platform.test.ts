@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loadSettings, type Settings } from "../src/config/settings.ts";
 import { type Platform, startPlatform } from "../src/control/platform.ts";
+import type { EgressView } from "../src/control/tenants.ts";
 import type { TenantKeyService } from "../src/kms/service.types.ts";
 import { execFile } from "../src/lib/exec.ts";
 import { createLogger } from "../src/lib/log.ts";
@@ -14,12 +16,13 @@ import { type EchoProvider, startEchoProvider } from "../src/llm/echo-provider.t
 import { chat, filesUnder, gatewayProcesses, needsRoot, scanFile } from "./support.ts";
 
 /**
- * End to end with real OpenClaw gateways on the host-process driver: two tenants created through
- * the public API, each chats through its own gateway with its own token, a killed gateway comes
- * back, a restarted control plane adopts both, and delete leaves nothing behind.
+ * End to end with the platform as `npm start` runs it, real OpenClaw gateways included: two
+ * Starter tenants created through the public API share one pool container (each its own gateway
+ * process, uid and encrypted directory), each chats through its own gateway with its own token,
+ * the provider reached through the egress proxy; a killed gateway comes back, a restarted control
+ * plane adopts both, and delete shreds and leaves nothing behind.
  */
 const skip = needsRoot();
-const UID_BASE = 201000;
 const EDGE_HOST = "198.19.0.1";
 let home: string;
 let settings: Settings;
@@ -41,12 +44,13 @@ before(async () => {
     CLAWKEEP_HOME: home,
     CLAWKEEP_API_LISTEN: "127.0.0.1:0",
     CLAWKEEP_PORT_BASE: "31000",
-    CLAWKEEP_UID_BASE: String(UID_BASE),
     CLAWKEEP_LLM_BASE_URL: provider.url,
     CLAWKEEP_LLM_API_KEY: "provider-key",
     CLAWKEEP_LLM_MODEL: provider.model,
     CLAWKEEP_RECONCILE_INTERVAL_MS: "500",
     CLAWKEEP_STARTER_POOL_MIB: "512",
+    // Two Starter tenants (1.5 GiB each) per pool: alice and bob share one.
+    CLAWKEEP_STARTER_POOL_MEMORY_MIB: "4096",
     // On the bridge address, not loopback: OpenClaw refuses proxied requests whose client is
     // loopback (it cannot attribute them), and real clients never are.
     CLAWKEEP_EDGE_LISTEN: "198.19.0.1:38443",
@@ -54,21 +58,39 @@ before(async () => {
   platform = await startPlatform(settings, log);
 });
 
+/** Host uids the tenants' gateways ran as, for the final sweep. */
+const hostUids = new Set<number>();
+
 after(async () => {
   if (skip) return;
   await platform?.close({ teardown: true }).catch((err) => console.error("teardown:", err));
   // Whatever happened above: no process of a test uid survives the suite.
-  for (let slot = 0; slot < 4; slot++) {
-    for (const pid of await pidsOfUid(UID_BASE + slot)) {
+  for (const uid of hostUids) {
+    for (const pid of await pidsOfUid(uid)) {
+      console.error(`teardown left pid ${pid} of uid ${uid}`);
       try {
         process.kill(pid, "SIGKILL");
       } catch {}
     }
-    await rm(`/tmp/openclaw-state-locks-${UID_BASE + slot}`, { recursive: true, force: true });
   }
   await provider?.close();
   await rm(home, { recursive: true, force: true });
 });
+
+/** The tenant's gateway's uid on the host (its pool maps its container uid there). */
+async function hostUid(p: Platform, name: string): Promise<number> {
+  const uid = Number((await p.driver.status(name)).details.hostUid);
+  assert.ok(Number.isInteger(uid) && uid > 0, `${name} has a host uid`);
+  hostUids.add(uid);
+  return uid;
+}
+
+/** The tenant's directory on the host: on its pool's volume. */
+async function hostDir(p: Platform, name: string): Promise<string> {
+  const pool = String((await p.driver.status(name)).details.pool);
+  assert.match(pool, /^pool-\d+$/);
+  return join(home, "volumes", "mnt", `starter-${pool}`, "tenants", name);
+}
 
 async function waitRunning(p: Platform, name: string, timeoutMs = 240_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -102,6 +124,13 @@ test("two tenants created through the API both reach /readyz", { skip }, async (
     assert.equal(r.status, 200);
   }
   assert.notEqual(created.alice!.gateway.url, created.bob!.gateway.url);
+  // Starter: one shared pool container, a gateway process each, under different uids.
+  const a = await platform!.driver.status("alice");
+  const b = await platform!.driver.status("bob");
+  assert.equal(a.details.pool, b.details.pool, "alice and bob share a pool");
+  assert.equal(a.details.container, b.details.container);
+  assert.notEqual(await hostUid(platform!, "alice"), await hostUid(platform!, "bob"));
+  assert.notEqual(a.pid, b.pid);
 });
 
 test("each gateway answers a chat with its own token, the reply coming from the fake provider", {
@@ -116,6 +145,25 @@ test("each gateway answers a chat with its own token, the reply coming from the 
   const seen = provider.requests.map((q) => q.lastUserMessage);
   assert.ok(seen.includes("hello from alice") && seen.includes("hello from bob"));
   assert.ok(provider.requests.every((q) => q.authorization === "Bearer provider-key"));
+  // The provider on the host's loopback was reached through the egress proxy, per tenant even
+  // in a shared pool, and each tenant reads its own egress through the API.
+  for (const name of ["alice", "bob"]) {
+    const res = await fetch(`${platform!.apiUrl}/v1/tenants/${name}/egress`, {
+      headers: { authorization: `Bearer ${created[name]!.apiToken}` },
+    });
+    assert.equal(res.status, 200);
+    const view = (await res.json()) as EgressView;
+    assert.equal(view.mode, "per tenant");
+    assert.ok(view.counters.allowed >= 1 && view.counters.bytesDown > 0, JSON.stringify(view.counters));
+    assert.ok(
+      view.log.some((e) => e.host === "llm.clawkeep.internal" && e.verdict === "allow" && e.bytesDown > 0),
+      `${name}'s provider calls are in its egress log: ${JSON.stringify(view.log.slice(-3))}`,
+    );
+  }
+  const other = await fetch(`${platform!.apiUrl}/v1/tenants/bob/egress`, {
+    headers: { authorization: `Bearer ${created.alice!.apiToken}` },
+  });
+  assert.equal(other.status, 404, "alice cannot read bob's egress");
 });
 
 test("alice's token is refused by bob's gateway", { skip }, async () => {
@@ -168,19 +216,21 @@ test("tenant directories are 0700 under each tenant's own uid, each encrypted wi
   skip,
 }, async () => {
   const { stat, readFile } = await import("node:fs/promises");
-  const dirA = String((await platform!.driver.status("alice")).details.directory);
-  const dirB = String((await platform!.driver.status("bob")).details.directory);
+  const dirA = await hostDir(platform!, "alice");
+  const dirB = await hostDir(platform!, "bob");
   dirs.alice = dirA;
   const a = await stat(dirA);
   const b = await stat(dirB);
   assert.equal(a.mode & 0o777, 0o700);
+  assert.equal(a.uid, await hostUid(platform!, "alice"));
+  assert.equal(b.uid, await hostUid(platform!, "bob"));
   assert.notEqual(a.uid, b.uid);
   const { LocalVolumes } = await import("../src/runtime/local/volume.ts");
   const v = new LocalVolumes({
     imagesRoot: join(home, "volumes", "images"),
     mountsRoot: join(home, "volumes", "mnt"),
   });
-  const mnt = join(home, "volumes", "mnt", "starter-pool");
+  const mnt = join(dirA, "..", "..");
   const pa = await v.policyOf({ mountpoint: mnt, dir: dirA });
   const pb = await v.policyOf({ mountpoint: mnt, dir: dirB });
   assert.ok(pa && pb, "both directories carry an fscrypt policy");
@@ -191,7 +241,8 @@ test("tenant directories are 0700 under each tenant's own uid, each encrypted wi
 });
 
 test("kill -9 of a gateway: it is restarted and answers again", { skip }, async () => {
-  const uid = UID_BASE + platform!.store.get("alice")!.slot;
+  const uid = await hostUid(platform!, "alice");
+  const bobBefore = (await platform!.driver.status("bob")).pid;
   const [pid] = await gatewayProcesses(uid);
   assert.ok(pid, "alice's gateway runs");
   process.kill(pid, "SIGKILL");
@@ -207,10 +258,15 @@ test("kill -9 of a gateway: it is restarted and answers again", { skip }, async 
   assert.equal(r.content, "fake-llm: back again");
   const events = platform!.store.events(platform!.store.get("alice")!.id).map((e) => e.type);
   assert.ok(events.includes("crashed"), events.join(","));
+  assert.equal(
+    (await platform!.driver.status("bob")).pid,
+    bobBefore,
+    "bob, her neighbour, was not restarted",
+  );
 });
 
 test("a restarted control plane adopts both gateways: same processes, one each", { skip }, async () => {
-  const uids = ["alice", "bob"].map((n) => UID_BASE + platform!.store.get(n)!.slot);
+  const uids = await Promise.all(["alice", "bob"].map((n) => hostUid(platform!, n)));
   const before = await Promise.all(uids.map(gatewayProcesses));
   assert.deepEqual(
     before.map((p) => p.length),
@@ -231,14 +287,55 @@ test("a restarted control plane adopts both gateways: same processes, one each",
   }
 });
 
+test("the operator moves bob to another pool: same URL and token, his data went with him, alice untouched", {
+  skip,
+}, async () => {
+  const before = await platform!.driver.status("bob");
+  const alicePid = (await platform!.driver.status("alice")).pid;
+  const res = await adminCall(platform!, "POST", "/v1/pools/moves", { tenant: "bob" });
+  assert.equal(res.status, 200, res.body);
+  const moved = JSON.parse(res.body) as { tenant: string; pool: string };
+  assert.notEqual(moved.pool, before.details.pool, "a pool of its own: pool-0 has no room to spare");
+  await waitRunning(platform!, "bob");
+  const after = await platform!.driver.status("bob");
+  assert.equal(after.details.pool, moved.pool);
+  assert.equal(after.url, before.url, "the URL does not change");
+  assert.notEqual(after.details.hostUid, before.details.hostUid);
+  await hostUid(platform!, "bob");
+  const r = await chat(created.bob!.gateway.url, created.bob!.gateway.token, "moved in");
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.content, "fake-llm: moved in");
+  // His earlier conversation is on the new pool's volume, under his new uid.
+  const found = await execFile(["grep", "-rl", "hello from bob", await hostDir(platform!, "bob")]).catch(
+    () => "",
+  );
+  assert.ok(found.length > 0, "bob's earlier chat moved with him");
+  const pools = JSON.parse((await adminCall(platform!, "GET", "/v1/pools")).body) as {
+    pools: Array<{ id: string; tenants: string[] }>;
+  };
+  assert.deepEqual(
+    pools.pools.map((p) => [p.id, p.tenants]),
+    [
+      [before.details.pool, ["alice"]],
+      [moved.pool, ["bob"]],
+    ],
+  );
+  assert.equal((await platform!.driver.status("alice")).pid, alicePid, "alice was not restarted");
+});
+
 test("delete shreds: the process and directory are gone, the key service refuses the key, and a copy of the volume taken before stays unreadable", {
   skip,
 }, async () => {
   const t = platform!.store.get("alice")!;
-  const uid = UID_BASE + t.slot;
+  const uid = await hostUid(platform!, "alice");
   const kms = platform!.kms as TenantKeyService;
   const aliceKey = await kms.getVolumeKey(t.id);
-  const pool = join(home, "volumes", "images", "starter-pool.img");
+  const pool = join(
+    home,
+    "volumes",
+    "images",
+    `starter-${(await platform!.driver.status("alice")).details.pool}.img`,
+  );
   const copy = join(home, "pool-copy.img");
   await execFile(["cp", "--sparse=always", pool, copy]);
 
@@ -253,7 +350,6 @@ test("delete shreds: the process and directory are gone, the key service refuses
   assert.deepEqual(await pidsOfUid(uid), []);
   assert.ok(dirs.alice);
   assert.equal(existsSync(dirs.alice), false);
-  assert.equal(existsSync(`/tmp/openclaw-state-locks-${uid}`), false);
   // Nothing the platform holds can unwrap alice's key any more.
   await assert.rejects(kms.getVolumeKey(t.id), /destroyed|unknown/);
 
@@ -308,6 +404,36 @@ test("key material and tenant plaintext are nowhere on disk: images, database, k
   assert.deepEqual(await scanFile(join(home, "control-plain.txt"), needles), ["bob chat"]);
   key.fill(0);
 });
+
+/** One call to the operator API on its unix socket. */
+function adminCall(
+  p: Platform,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      {
+        socketPath: p.adminSocket,
+        method,
+        path,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        timeout: 240_000,
+      },
+      (res) => {
+        let data = "";
+        res.setEncoding("utf8");
+        res.on("data", (d: string) => {
+          data += d;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: data }));
+      },
+    );
+    req.on("error", reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
 
 /** One request through the edge, trusting its CA, with the tenant's host name sent as SNI and Host. */
 function viaEdge(

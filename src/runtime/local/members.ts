@@ -1,0 +1,44 @@
+import { applyRuleset, type NetworkConfig, renderRuleset, type TenantNet } from "./network.ts";
+import type { EgressRegistry } from "./types.ts";
+
+/**
+ * Who is on the tenants' bridge, by owner ("containers", "pools"), rendered into one ruleset and
+ * one egress policy. Two drivers share one bridge and one nftables table (a drop in any table
+ * is final, so the rules cannot be split by table); each owner replaces only its own members.
+ */
+export class NetworkMembers {
+  readonly #c: NetworkConfig;
+  readonly #egress: EgressRegistry | undefined;
+  readonly #members = new Map<string, readonly TenantNet[]>();
+  readonly #egressEntries = new Map<string, Parameters<EgressRegistry["setTenants"]>[0]>();
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(c: NetworkConfig, egress?: EgressRegistry) {
+    this.#c = c;
+    this.#egress = egress;
+  }
+
+  get config(): NetworkConfig {
+    return this.#c;
+  }
+
+  get proxyUrl(): string | null {
+    return this.#egress?.proxyUrl ?? null;
+  }
+
+  /** Replaces one owner's members and egress entries, then applies the whole ruleset and policy. */
+  set(
+    owner: string,
+    members: readonly TenantNet[],
+    egress: Parameters<EgressRegistry["setTenants"]>[0],
+  ): Promise<void> {
+    const run = this.#queue.then(async () => {
+      this.#members.set(owner, members);
+      this.#egressEntries.set(owner, egress);
+      await applyRuleset(renderRuleset(this.#c, [...this.#members.values()].flat()));
+      await this.#egress?.setTenants([...this.#egressEntries.values()].flat());
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+}
