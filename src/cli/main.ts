@@ -4,7 +4,7 @@ import { loadSettings } from "../config/settings.ts";
 import type { ModelView, TenantModelView } from "../control/models.ts";
 import { startPlatform } from "../control/platform.ts";
 import type { PoolView } from "../control/pools.ts";
-import type { InstanceView, TenantView } from "../control/tenants.ts";
+import type { EgressView, InstanceView, TenantView } from "../control/tenants.ts";
 import { ClawkeepError } from "../core/errors.ts";
 import { TIERS } from "../core/tenant.ts";
 import { registerKmsCommands } from "../kms/cli.ts";
@@ -283,7 +283,122 @@ export function buildCli(): Command {
   }
   registerModelCommands(program);
   registerPoolCommands(program);
+  registerEgressCommands(program);
   return program;
+}
+
+interface AllowlistOut {
+  tenant: string;
+  airGapped: boolean;
+  defaults: string[];
+  operator: string[];
+  own: string[];
+}
+interface OperatorAllowOut {
+  defaults: string[];
+  settings: string[];
+  operator: string[];
+}
+
+/**
+ * `clawkeep egress show|log|allow|remove`: what tenants may reach through the egress proxy and
+ * what they did, through the operator API on its unix socket.
+ */
+function registerEgressCommands(program: Command): void {
+  const jsonOpt = () => new Option("--json", "print machine-readable JSON");
+  const egress = program
+    .command("egress")
+    .description("tenants' egress through the filtering proxy (operator)");
+  const showAllow = (a: AllowlistOut) =>
+    a.airGapped
+      ? `${a.tenant}: air-gapped, no egress at all`
+      : [
+          `${a.tenant} may reach:`,
+          `  defaults:  ${a.defaults.join(", ")}`,
+          `  operator:  ${a.operator.join(", ") || "-"}`,
+          `  own:       ${a.own.join(", ") || "-"}`,
+        ].join("\n");
+  egress
+    .command("show [tenant]")
+    .description(
+      "a tenant's allowlist (defaults, operator's, its own), or without a tenant every tenant's additions",
+    )
+    .addOption(jsonOpt())
+    .action(async (tenant: string | undefined, opts: Out, cmd: Command) => {
+      const c = client(cmd);
+      if (tenant) {
+        const a = await c.call<AllowlistOut>("GET", `/v1/tenants/${encodeURIComponent(tenant)}/egress/allow`);
+        print(opts, a, () => showAllow(a));
+      } else {
+        const o = await c.call<OperatorAllowOut>("GET", "/v1/egress/allow");
+        print(opts, o, () =>
+          [
+            `every tenant with egress may reach:`,
+            `  defaults:  ${o.defaults.join(", ")}`,
+            `  settings:  ${o.settings.join(", ") || "-"} (CLAWKEEP_EGRESS_ALLOW)`,
+            `  operator:  ${o.operator.join(", ") || "-"}`,
+          ].join("\n"),
+        );
+      }
+    });
+  const change = (verb: "allow" | "remove") =>
+    egress
+      .command(`${verb} <hosts...>`)
+      .description(
+        verb === "allow"
+          ? "add host names (*.domain.tld, IP literals) every tenant, or one (--tenant), may reach"
+          : "take host names off the operator's list, or one tenant's (--tenant)",
+      )
+      .option("--tenant <name>", "only this tenant's list")
+      .addOption(jsonOpt())
+      .action(async (hosts: string[], opts: Out & { tenant?: string }, cmd: Command) => {
+        const c = client(cmd);
+        const path = opts.tenant
+          ? `/v1/tenants/${encodeURIComponent(opts.tenant)}/egress/allow`
+          : "/v1/egress/allow";
+        const cur = opts.tenant
+          ? (await c.call<AllowlistOut>("GET", path)).own
+          : (await c.call<OperatorAllowOut>("GET", path)).operator;
+        const lower = new Set(hosts.map((h) => h.trim().toLowerCase()));
+        const next = verb === "allow" ? [...cur, ...hosts] : cur.filter((h) => !lower.has(h));
+        const out = await c.call<AllowlistOut | OperatorAllowOut>("PUT", path, { hosts: next });
+        print(opts, out, () =>
+          "tenant" in out ? showAllow(out) : `every tenant's additions: ${out.operator.join(", ") || "-"}`,
+        );
+      });
+  change("allow");
+  change("remove");
+  egress
+    .command("log <tenant>")
+    .description("a tenant's egress counters and latest connections (time, host, port, verdict, bytes)")
+    .option("--limit <n>", "how many connections", (v) => Number(v), 20)
+    .addOption(jsonOpt())
+    .action(async (tenant: string, opts: Out & { limit: number }, cmd: Command) => {
+      const v = await client(cmd).call<EgressView>(
+        "GET",
+        `/v1/tenants/${encodeURIComponent(tenant)}/egress?limit=${opts.limit}`,
+      );
+      print(opts, v, () =>
+        [
+          `${v.tenant}: egress ${v.mode}; allowed ${v.counters.allowed}, denied ${v.counters.denied}, up ${v.counters.bytesUp} B, down ${v.counters.bytesDown} B, open ${v.counters.active}`,
+          v.log.length
+            ? table([
+                ["TIME", "METHOD", "HOST", "PORT", "VERDICT", "REASON", "UP", "DOWN"],
+                ...v.log.map((e) => [
+                  e.time,
+                  e.method,
+                  e.host ?? "-",
+                  String(e.port ?? "-"),
+                  e.verdict,
+                  e.reason,
+                  String(e.bytesUp),
+                  String(e.bytesDown),
+                ]),
+              ])
+            : "no connections yet",
+        ].join("\n"),
+      );
+    });
 }
 
 /** `clawkeep pool list|move`: the Starter pools, through the operator API on its unix socket. */

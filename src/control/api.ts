@@ -4,6 +4,7 @@ import { ERROR_CODES } from "../core/errors.ts";
 import { TENANT_NAME_MAX, TENANT_NAME_RE, TIERS } from "../core/tenant.ts";
 import { LOCAL_MODEL_STATES } from "../llm/model-server/status.ts";
 import { MODEL_ID_RE } from "../llm/model-server/verify.ts";
+import { type EgressAllowService, MAX_ALLOW_ENTRIES } from "./egress-allow.ts";
 import { errorBody, sendError, validationError } from "./errors.ts";
 import type { ModelService } from "./models.ts";
 import type { PoolService } from "./pools.ts";
@@ -208,6 +209,8 @@ export function createApi(opts: {
   models?: ModelService;
   /** The Starter pools: their routes exist in admin mode only, and only when given. */
   pools?: PoolService;
+  /** Egress allowlist additions: a tenant's own (both APIs), every tenant's (admin only). */
+  egressAllow?: EgressAllowService;
   log?: Logger;
 }) {
   const { mode, tenants } = opts;
@@ -481,6 +484,7 @@ export function createApi(opts: {
 
   if (mode === "admin" && opts.models) modelRoutes(app, opts.models);
   if (mode === "admin" && opts.pools) poolRoutes(app, opts.pools);
+  if (opts.egressAllow) egressAllowRoutes(app, mode, opts.egressAllow);
 
   app.doc("/v1/openapi.json", {
     openapi: "3.0.0",
@@ -492,6 +496,85 @@ export function createApi(opts: {
   });
 
   return app;
+}
+
+/**
+ * Egress allowlists beyond the proxy's defaults: a tenant reads and sets its own additions; the
+ * operator also sets additions for every tenant (admin API only).
+ */
+function egressAllowRoutes(app: OpenAPIHono<Env>, mode: ApiMode, allow: EgressAllowService): void {
+  const Hosts = z.strictObject({
+    hosts: z
+      .array(z.string().max(253))
+      .max(MAX_ALLOW_ENTRIES)
+      .openapi({ example: ["api.example.com", "*.githubusercontent.com"] }),
+  });
+  const Allowlist = z
+    .object({
+      tenant: z.string(),
+      airGapped: z.boolean(),
+      defaults: z.array(z.string()),
+      operator: z.array(z.string()),
+      own: z.array(z.string()),
+    })
+    .openapi("EgressAllowlist");
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/egress/allow",
+      summary:
+        "What the tenant may reach through the egress proxy: defaults, operator's and its own additions",
+      request: { params: z.object({ name: NameParam }) },
+      responses: { 200: json(Allowlist, "the allowlist"), 401: errors[401], 404: errors[404] },
+    }),
+    (c) => c.json(allow.view(c.get("principal"), c.req.valid("param").name), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "put",
+      path: "/v1/tenants/{name}/egress/allow",
+      summary:
+        "Replace the tenant's own additions (host names, *.domain.tld, IP literals); private and loopback answers stay refused",
+      request: {
+        params: z.object({ name: NameParam }),
+        body: { required: true, content: { "application/json": { schema: Hosts } } },
+      },
+      responses: {
+        200: json(Allowlist, "the new allowlist"),
+        400: errors[400],
+        401: errors[401],
+        404: errors[404],
+      },
+    }),
+    async (c) =>
+      c.json(
+        await allow.setTenant(c.get("principal"), c.req.valid("param").name, c.req.valid("json").hosts),
+        200,
+      ),
+  );
+  if (mode !== "admin") return;
+  const Operator = z
+    .object({ defaults: z.array(z.string()), settings: z.array(z.string()), operator: z.array(z.string()) })
+    .openapi("OperatorEgressAllowlist");
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/egress/allow",
+      summary: "Hosts every tenant with egress may reach: defaults, settings and the operator's additions",
+      responses: { 200: json(Operator, "the operator's allowlist") },
+    }),
+    (c) => c.json(allow.operatorView(c.get("principal")), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "put",
+      path: "/v1/egress/allow",
+      summary: "Replace the operator's additions for every tenant (operator only)",
+      request: { body: { required: true, content: { "application/json": { schema: Hosts } } } },
+      responses: { 200: json(Operator, "the new allowlist"), 400: errors[400] },
+    }),
+    async (c) => c.json(await allow.setOperator(c.get("principal"), c.req.valid("json").hosts), 200),
+  );
 }
 
 /** The Starter pools (admin API only): what runs where, and moving a tenant between pools. */

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createLogger } from "../lib/log.ts";
+import { EgressAllowStore } from "../store/egress.ts";
 import { makeControlPlane } from "../testing/harness.ts";
 import { createApi } from "./api.ts";
+import { EgressAllowService } from "./egress-allow.ts";
 import { PoolService } from "./pools.ts";
 import type { EgressReader, EgressView } from "./tenants.ts";
 
@@ -111,6 +113,87 @@ test("pools are the operator's only: the public API has no pool routes; without 
       const r = await admin.request("/v1/pools/moves", { ...moveBody, body: JSON.stringify(body) });
       assert.equal(r.status, 400, JSON.stringify(body));
     }
+  } finally {
+    await cp.reconciler.stop();
+  }
+});
+
+test("egress allowlists: a tenant sets its own, bad entries change nothing, Enterprise has none, the operator's apply to all", async () => {
+  const cp = makeControlPlane();
+  const log = createLogger("silent");
+  let pushes = 0;
+  const allow = new EgressAllowService({
+    store: new EgressAllowStore(cp.store.db),
+    tenantStore: cp.store,
+    tenants: cp.tenants,
+    settingsAllow: ["from-settings.example"],
+    onChange: () => {
+      pushes++;
+    },
+  });
+  const pub = createApi({ mode: "public", tenants: cp.tenants, egressAllow: allow, log });
+  const admin = createApi({ mode: "admin", tenants: cp.tenants, egressAllow: allow, log });
+  try {
+    const a = await signUp(pub, "al-a", "starter");
+    const b = await signUp(pub, "al-b", "premium");
+    const e = await signUp(pub, "al-e", "enterprise");
+    const put = (api: typeof pub, path: string, hosts: unknown, token?: string) =>
+      api.request(path, {
+        method: "PUT",
+        headers: {
+          "content-type": "application/json",
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+        body: JSON.stringify({ hosts }),
+      });
+    const ok = await put(
+      pub,
+      "/v1/tenants/al-a/egress/allow",
+      ["API.Example.com", "*.cdn.example.org", "api.example.com"],
+      a.apiToken,
+    );
+    assert.equal(ok.status, 200, await ok.clone().text());
+    const view = (await ok.json()) as { own: string[]; operator: string[]; defaults: string[] };
+    assert.deepEqual(view.own, ["*.cdn.example.org", "api.example.com"], "normalized, deduplicated");
+    assert.deepEqual(view.operator, ["from-settings.example"]);
+    assert.ok(view.defaults.includes("api.openai.com"));
+    assert.equal(pushes, 1, "the proxy's policy was pushed");
+    assert.deepEqual(allow.tenantPatterns("al-a"), ["*.cdn.example.org", "api.example.com"]);
+    assert.deepEqual(allow.tenantPatterns("al-b"), [], "only al-a's");
+
+    // Refused, and nothing changes: bad patterns, too many, another tenant's list, an air-gapped tenant.
+    for (const hosts of [
+      ["*.com"],
+      ["a b"],
+      ["http://x.example/"],
+      Array.from({ length: 101 }, (_, i) => `h${i}.example`),
+    ]) {
+      const r = await put(pub, "/v1/tenants/al-a/egress/allow", hosts, a.apiToken);
+      assert.equal(r.status, 400, JSON.stringify(hosts).slice(0, 60));
+    }
+    assert.equal((await put(pub, "/v1/tenants/al-a/egress/allow", ["x.example"], b.apiToken)).status, 404);
+    const gapped = await put(pub, "/v1/tenants/al-e/egress/allow", ["x.example"], e.apiToken);
+    assert.equal(gapped.status, 400);
+    assert.match(await gapped.text(), /air-gapped/);
+    assert.deepEqual(allow.tenantPatterns("al-a"), ["*.cdn.example.org", "api.example.com"]);
+    assert.deepEqual(allow.tenantPatterns("al-e"), []);
+    assert.equal(pushes, 1, "no push for a refused change");
+
+    // The operator's additions: admin only.
+    assert.equal(
+      (await pub.request("/v1/egress/allow", { headers: { authorization: `Bearer ${a.apiToken}` } })).status,
+      404,
+    );
+    const op = await put(admin, "/v1/egress/allow", ["ops.example.net"]);
+    assert.equal(op.status, 200);
+    assert.deepEqual(allow.operatorPatterns(), ["from-settings.example", "ops.example.net"]);
+    assert.equal(pushes, 2);
+    // The tenant's list is gone with the tenant.
+    const id = cp.store.get("al-a")!.id;
+    const rows = new EgressAllowStore(cp.store.db);
+    assert.equal(rows.tenant(id).length, 2);
+    cp.store.remove(id);
+    assert.deepEqual(rows.tenant(id), []);
   } finally {
     await cp.reconciler.stop();
   }

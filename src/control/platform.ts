@@ -17,9 +17,11 @@ import { edgeAddress } from "../runtime/local/network.ts";
 import type { PoolDriver } from "../runtime/pool/driver.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
 import { openDatabase } from "../store/db.ts";
+import { EgressAllowStore } from "../store/egress.ts";
 import { ModelStore } from "../store/models.ts";
 import { TenantStore } from "../store/tenants.ts";
 import { createApi } from "./api.ts";
+import { EgressAllowService } from "./egress-allow.ts";
 import { ModelService, registerSettingsModel } from "./models.ts";
 import { PoolService } from "./pools.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -121,6 +123,8 @@ export async function startPlatform(
     let driver: RuntimeDriver;
     let egress: (() => EgressReader) | null = null;
     let pools: PoolDriver | null = null;
+    let refreshEgress: (() => Promise<void>) | null = null;
+    let egressAllow: EgressAllowService | undefined;
     /** The edge's source address towards gateways (sandboxed tiers: its own on the bridge). */
     let edgeSource: string | null = null;
     if (opts.driver) {
@@ -152,12 +156,17 @@ export async function startPlatform(
         gatewayClientUids: edgeUids,
         ...(facing.upstream ? { platformUpstreams: [facing.upstream] } : {}),
         models,
+        egressAllow: {
+          operator: () => egressAllow?.operatorPatterns() ?? settings.egress.allow,
+          tenant: (name) => egressAllow?.tenantPatterns(name) ?? [],
+        },
         onModelFailure: (tenant, err) => {
           const t = store.get(tenant);
           if (t) store.addEvent(t.id, "model_failed", err.message, Date.now());
         },
       });
       pools = sandbox.pools;
+      refreshEgress = () => sandbox.refreshEgress();
       cleanups.push(() => sandbox.close({ teardown }));
       driver = sandbox.driver;
       egress = () => sandbox.egress().admin;
@@ -188,6 +197,13 @@ export async function startPlatform(
       egress: () => egress?.() ?? null,
     });
 
+    egressAllow = new EgressAllowService({
+      store: new EgressAllowStore(db),
+      tenantStore: store,
+      tenants,
+      settingsAllow: settings.egress.allow,
+      onChange: () => refreshEgress?.(),
+    });
     const poolService = new PoolService({ pools: () => pools, tenants, reconciler, store });
 
     // The edge routes every running tenant's host name to its gateway; re-rendered on changes.
@@ -216,7 +232,9 @@ export async function startPlatform(
       }, 200);
     };
 
-    const publicServer = createServer(getRequestListener(createApi({ mode: "public", tenants, log }).fetch));
+    const publicServer = createServer(
+      getRequestListener(createApi({ mode: "public", tenants, egressAllow, log }).fetch),
+    );
     await listen(publicServer, settings.api);
     cleanups.push(() => closeServer(publicServer));
     const addr = publicServer.address();
@@ -225,7 +243,9 @@ export async function startPlatform(
     await mkdir(dirname(settings.adminSocket), { recursive: true, mode: 0o700 });
     await rm(settings.adminSocket, { force: true });
     const adminServer = createServer(
-      getRequestListener(createApi({ mode: "admin", tenants, models, pools: poolService, log }).fetch),
+      getRequestListener(
+        createApi({ mode: "admin", tenants, models, pools: poolService, egressAllow, log }).fetch,
+      ),
     );
     const oldMask = process.umask(0o177);
     try {

@@ -61,6 +61,8 @@ export interface SandboxDrivers {
   containers: ContainerDriver;
   network: NetworkConfig;
   egress: () => EgressProcess;
+  /** Pushes the policy again (an allowlist changed). */
+  refreshEgress(): Promise<void>;
   /**
    * Stops the egress proxy. With teardown (tests, uninstall; only once every gateway is stopped):
    * also stops the Starter pools, unmounts their volumes and the secrets tmpfs, and removes the
@@ -89,6 +91,8 @@ export async function buildSandboxDrivers(o: {
   models: ModelService;
   /** Told when a tenant's model server fails for good (for the tenant's events). */
   onModelFailure?: (tenant: string, err: Error) => void;
+  /** The allowlist additions (operator's, each tenant's) the proxy's policy carries. */
+  egressAllow?: { operator(): string[]; tenant(name: string): string[] };
 }): Promise<SandboxDrivers> {
   const { settings, runtime, kms, log } = o;
   const volumeKey = (spec: { tenantId: string }) => kms.getVolumeKey(spec.tenantId);
@@ -135,16 +139,32 @@ export async function buildSandboxDrivers(o: {
   let proc = await startEgressProcess({ configPath });
   let closing = false;
   let lastTenants: Parameters<EgressRegistry["setTenants"]>[0] = [];
+  let policyQueue: Promise<void> = Promise.resolve();
   const registry: EgressRegistry = {
     proxyUrl: `http://${hostAddress(network)}:${network.egressPort}`,
-    async setTenants(tenants) {
+    setTenants(tenants) {
       lastTenants = tenants;
-      await proc.admin.setPolicy({
-        tenants: tenants.map((t) => ({ name: t.tenant, addresses: [t.address], airGapped: t.airGapped })),
-        operatorAllow: settings.egress.allow,
-      });
+      // One at a time, each with the latest tenants and lists: a slow call never lands last with
+      // an older policy.
+      const run = policyQueue.then(() => proc.admin.setPolicy(policyOf(lastTenants)));
+      policyQueue = run.then(
+        () => {},
+        () => {},
+      );
+      return run.then(() => {});
     },
   };
+  function policyOf(tenants: Parameters<EgressRegistry["setTenants"]>[0]) {
+    return {
+      tenants: tenants.map((t) => ({
+        name: t.tenant,
+        addresses: [t.address],
+        airGapped: t.airGapped,
+        allow: t.airGapped ? [] : (o.egressAllow?.tenant(t.tenant) ?? []),
+      })),
+      operatorAllow: o.egressAllow?.operator() ?? settings.egress.allow,
+    };
+  }
   // A proxy that dies is started again with the policy it had: tenants' egress depends on it.
   const watch = (p: EgressProcess): void => {
     void p.exited.then(async (code) => {
@@ -210,6 +230,7 @@ export async function buildSandboxDrivers(o: {
     containers,
     network,
     egress: () => proc,
+    refreshEgress: () => registry.setTenants(lastTenants),
     async close(opts = {}) {
       if (opts.teardown) {
         await pools

@@ -70,6 +70,19 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX tenant_models_by_model ON tenant_models(model_id);
   `,
+  // 3: egress allowlist additions (store/egress.ts): every tenant's (operator), one tenant's own.
+  `
+  CREATE TABLE operator_egress_allow (
+    pattern  TEXT PRIMARY KEY,
+    added_at INTEGER NOT NULL
+  );
+  CREATE TABLE tenant_egress_allow (
+    tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    pattern   TEXT NOT NULL,
+    added_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, pattern)
+  );
+  `,
 ];
 
 export function migrate(db: Db): number {
