@@ -9,10 +9,12 @@ import { loadSettings, type Settings } from "../src/config/settings.ts";
 import { type Platform, startPlatform } from "../src/control/platform.ts";
 import type { EgressView } from "../src/control/tenants.ts";
 import type { TenantKeyService } from "../src/kms/service.types.ts";
-import { execFile } from "../src/lib/exec.ts";
+import { type ExecError, execFile } from "../src/lib/exec.ts";
 import { createLogger } from "../src/lib/log.ts";
 import { pidsOfUid } from "../src/lib/procfs.ts";
 import { type EchoProvider, startEchoProvider } from "../src/llm/echo-provider.ts";
+import type { PoolDriver } from "../src/runtime/pool/driver.ts";
+import type { TieredDriver } from "../src/runtime/tiered.ts";
 import { chat, filesUnder, gatewayProcesses, needsRoot, scanFile } from "./support.ts";
 
 /**
@@ -25,6 +27,8 @@ import { chat, filesUnder, gatewayProcesses, needsRoot, scanFile } from "./suppo
 const skip = needsRoot();
 const EDGE_HOST = "198.19.0.1";
 let home: string;
+let env: NodeJS.ProcessEnv;
+let tornDown = false;
 let settings: Settings;
 let provider: EchoProvider;
 let platform: Platform | undefined;
@@ -39,7 +43,7 @@ before(async () => {
   if (skip) return;
   home = await mkdtemp("/tmp/clawkeep-e2e-");
   provider = await startEchoProvider({ apiKey: "provider-key", replyPrefix: "fake-llm: " });
-  settings = loadSettings({
+  env = {
     ...process.env,
     CLAWKEEP_HOME: home,
     CLAWKEEP_API_LISTEN: "127.0.0.1:0",
@@ -54,7 +58,9 @@ before(async () => {
     // On the bridge address, not loopback: OpenClaw refuses proxied requests whose client is
     // loopback (it cannot attribute them), and real clients never are.
     CLAWKEEP_EDGE_LISTEN: "198.19.0.1:38443",
-  });
+    CLAWKEEP_EGRESS_STATIC_HOSTS: JSON.stringify({ "allowed.test": ["192.0.2.1"] }),
+  };
+  settings = loadSettings(env);
   platform = await startPlatform(settings, log);
 });
 
@@ -64,6 +70,12 @@ const hostUids = new Set<number>();
 after(async () => {
   if (skip) return;
   await platform?.close({ teardown: true }).catch((err) => console.error("teardown:", err));
+  if (!platform && !tornDown) {
+    // The teardown test did not finish: take down what the stopped control plane left running.
+    await startPlatform(settings, log, { reconcile: false })
+      .then((p) => p.close({ teardown: true }))
+      .catch((err) => console.error("teardown:", err));
+  }
   // Whatever happened above: no process of a test uid survives the suite.
   for (const uid of hostUids) {
     for (const pid of await pidsOfUid(uid)) {
@@ -76,6 +88,14 @@ after(async () => {
   await provider?.close();
   await rm(home, { recursive: true, force: true });
 });
+
+async function egressOf(name: string): Promise<EgressView> {
+  const res = await fetch(`${platform!.apiUrl}/v1/tenants/${name}/egress`, {
+    headers: { authorization: `Bearer ${created[name]!.apiToken}` },
+  });
+  assert.equal(res.status, 200);
+  return (await res.json()) as EgressView;
+}
 
 /** The tenant's gateway's uid on the host (its pool maps its container uid there). */
 async function hostUid(p: Platform, name: string): Promise<number> {
@@ -164,6 +184,45 @@ test("each gateway answers a chat with its own token, the reply coming from the 
     headers: { authorization: `Bearer ${created.alice!.apiToken}` },
   });
   assert.equal(other.status, 404, "alice cannot read bob's egress");
+});
+
+test("a tenant's own egress allowlist reaches the proxy at once, for that tenant only", {
+  skip,
+}, async () => {
+  const pools = (platform!.driver as TieredDriver).driverFor("starter") as PoolDriver;
+  const proxy = `http://198.19.0.1:${settings.egress.port}`;
+  // From inside the pool as each tenant (its uid, so its own source address), through the proxy.
+  const tryHost = async (name: string) => {
+    await pools
+      .exec(name, [
+        "/usr/bin/curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "--max-time",
+        "10",
+        "-x",
+        proxy,
+        "http://allowed.test/",
+      ])
+      .catch(() => "");
+    const view = await egressOf(name);
+    return view.log.filter((e) => e.host === "allowed.test").at(-1)?.reason;
+  };
+  // Control: not on anyone's list, so the proxy refuses it before resolving it.
+  assert.equal(await tryHost("alice"), "not-allowlisted");
+  const put = await fetch(`${platform!.apiUrl}/v1/tenants/alice/egress/allow`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${created.alice!.apiToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ hosts: ["ALLOWED.test"] }),
+  });
+  assert.equal(put.status, 200, await put.clone().text());
+  assert.deepEqual(((await put.json()) as { own: string[] }).own, ["allowed.test"]);
+  // Now it passes the allowlist for alice, and is stopped only by the address check (the test
+  // pins the name to a documentation address: no DNS query, no connection leaves the host)...
+  assert.equal(await tryHost("alice"), "forbidden-address");
+  // ...and still not for bob, her neighbour in the same pool.
+  assert.equal(await tryHost("bob"), "not-allowlisted");
 });
 
 test("alice's token is refused by bob's gateway", { skip }, async () => {
@@ -403,6 +462,51 @@ test("key material and tenant plaintext are nowhere on disk: images, database, k
   await writeFile(join(home, "control-plain.txt"), "xx hello from bob xx");
   assert.deepEqual(await scanFile(join(home, "control-plain.txt"), needles), ["bob chat"]);
   key.fill(0);
+});
+
+test("`clawkeep teardown` refuses while the control plane runs; once it is stopped, takes everything down and keeps the data", {
+  skip,
+}, async () => {
+  const cli = (args: string[]) =>
+    execFile(["bin/clawkeep", ...args], { env: env as Record<string, string> }).then(
+      (out) => ({ code: 0, out }),
+      (err: ExecError) => ({ code: err.exitCode ?? -1, out: `${err.stdout}${err.stderr}` }),
+    );
+  const refused = await cli(["teardown", "--json"]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.out, /"code":"conflict".*control plane is running/);
+  assert.ok((await platform!.driver.list()).length > 0, "control: nothing was touched");
+
+  // The control plane exits the ordinary way: gateways, pools and the edge keep running.
+  const pool = String((await platform!.driver.status("bob")).details.pool);
+  await platform!.close();
+  platform = undefined;
+  const runc = ["runc", "--root", join(home, "run", "pool-secrets", "runc")];
+  assert.match(
+    await execFile([...runc, "list", "-q"]),
+    /ckpool-/,
+    "control: the pool outlives the control plane",
+  );
+  assert.ok((await execFile(["ip", "link", "show"])).includes("ckbr0"));
+  const poolNetns = `ck-${settings.maxSlots + Number(pool.slice("pool-".length))}`;
+  assert.match(await execFile(["ip", "netns", "list"]), new RegExp(`^${poolNetns}\\b`, "m"));
+
+  const done = await cli(["teardown", "--json"]);
+  assert.equal(done.code, 0, done.out);
+  tornDown = true;
+  assert.equal((await execFile([...runc, "list", "-q"]).catch(() => "")).trim(), "", "no pool container");
+  assert.ok(!(await execFile(["ip", "link", "show"])).includes("ckbr0"), "no bridge");
+  assert.doesNotMatch(
+    await execFile(["ip", "netns", "list"]),
+    new RegExp(`^${poolNetns}\\b`, "m"),
+    "the pool's network namespace is gone",
+  );
+  const mounts = await readFile("/proc/self/mountinfo", "utf8");
+  assert.ok(!mounts.includes(home), "nothing mounted under the platform's home");
+  assert.ok(!(await execFile(["nft", "list", "tables"])).includes("clawkeep\n"), "no clawkeep ruleset");
+  // The data stays: bob's record and his pool's (encrypted, unmounted) volume.
+  assert.ok(existsSync(join(home, "pools", "tenants", "bob.json")));
+  assert.ok(existsSync(join(home, "volumes", "images", `starter-${pool}.img`)));
 });
 
 /** One call to the operator API on its unix socket. */

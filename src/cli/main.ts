@@ -106,6 +106,38 @@ export function buildCli(): Command {
       process.on("SIGTERM", () => void shutdown("SIGTERM"));
     });
 
+  program
+    .command("teardown")
+    .description(
+      "with the control plane stopped: stop every gateway, pool and container, the edge and the egress proxy, unmount volumes, remove the bridge and its rules (data and keys are kept; `serve` brings everything back)",
+    )
+    .addOption(jsonOpt())
+    .action(async (opts: Out) => {
+      const settings = loadSettings();
+      const running = await new AdminClient(settings.adminSocket)
+        .call("GET", "/v1/tenants")
+        .then(() => true)
+        .catch(() => false);
+      if (running)
+        throw new ClawkeepError(
+          "conflict",
+          `the control plane is running (unix:${settings.adminSocket}): stop it first, then tear down`,
+        );
+      const log = createLogger(settings.logLevel);
+      const platform = await startPlatform(settings, log, {
+        reconcile: false,
+        progress: (l) => process.stderr.write(`${l}\n`),
+      });
+      const gateways = (await platform.driver.list()).filter((i) => i.state === "running").map((i) => i.name);
+      process.stderr.write(`stopping ${gateways.length} gateway(s) and everything around them...\n`);
+      await platform.close({ teardown: true });
+      print(opts, { stopped: gateways, dataKept: true }, () =>
+        gateways.length
+          ? `stopped ${gateways.join(", ")}; the edge, the egress proxy, pools, mounts and the tenants' network are down; data and keys are kept`
+          : "nothing was running; the edge, the egress proxy, mounts and the tenants' network are down; data and keys are kept",
+      );
+    });
+
   const runtime = program.command("runtime").description("the OpenClaw runtime (Node 24 + pinned openclaw)");
   runtime
     .command("install")

@@ -73,7 +73,13 @@ function closeServer(server: Server): Promise<void> {
 export async function startPlatform(
   settings: Settings,
   log: Logger,
-  opts: { progress?: (line: string) => void; kms?: KeyService; driver?: RuntimeDriver } = {},
+  opts: {
+    progress?: (line: string) => void;
+    kms?: KeyService;
+    driver?: RuntimeDriver;
+    /** false: bring everything up but never start, adopt or stop a gateway (for teardown). */
+    reconcile?: boolean;
+  } = {},
 ): Promise<Platform> {
   const cleanups: Array<() => Promise<void> | void> = [];
   let teardown = false;
@@ -274,8 +280,10 @@ export async function startPlatform(
       });
     }
 
-    await reconciler.start();
-    syncRoutes();
+    if (opts.reconcile !== false) {
+      await reconciler.start();
+      syncRoutes();
+    }
     cleanups.push(() => reconciler.stop());
     log.info({ api: apiUrl, admin: settings.adminSocket, driver: driver.kind }, "clawkeep is up");
 

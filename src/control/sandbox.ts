@@ -184,7 +184,7 @@ export async function buildSandboxDrivers(o: {
   watch(proc);
 
   // One bridge, one ruleset, one proxy policy for both drivers; each replaces only its members.
-  const members = new NetworkMembers(network, registry);
+  const members = new NetworkMembers(network, registry, ["containers", "pools"]);
   const containers = new ContainerDriver({
     containersDir: join(settings.home, "containers"),
     secretsDir: join(settings.runDir, "secrets"),

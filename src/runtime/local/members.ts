@@ -11,11 +11,18 @@ export class NetworkMembers {
   readonly #egress: EgressRegistry | undefined;
   readonly #members = new Map<string, readonly TenantNet[]>();
   readonly #egressEntries = new Map<string, Parameters<EgressRegistry["setTenants"]>[0]>();
+  readonly #owners: ReadonlySet<string>;
   #queue: Promise<void> = Promise.resolve();
 
-  constructor(c: NetworkConfig, egress?: EgressRegistry) {
+  /**
+   * `owners`: every owner that will share the bridge. Until each has said who it has (at start-up,
+   * one resync after the other), nothing is applied: a ruleset that knew only the first owner's
+   * members would cut the others' running tenants off for a moment.
+   */
+  constructor(c: NetworkConfig, egress?: EgressRegistry, owners: readonly string[] = []) {
     this.#c = c;
     this.#egress = egress;
+    this.#owners = new Set(owners);
   }
 
   get config(): NetworkConfig {
@@ -35,6 +42,7 @@ export class NetworkMembers {
     const run = this.#queue.then(async () => {
       this.#members.set(owner, members);
       this.#egressEntries.set(owner, egress);
+      if ([...this.#owners].some((o) => !this.#members.has(o))) return;
       await applyRuleset(renderRuleset(this.#c, [...this.#members.values()].flat()));
       await this.#egress?.setTenants([...this.#egressEntries.values()].flat());
     });
