@@ -2,17 +2,20 @@
  * The edge's cost, measured side by side in one run on loopback with wrk:
  *   direct      wrk -> upstream (plain HTTP)
  *   edge        wrk -> nginx (TLS 1.3, limits) -> upstream
+ *   edge+ModSec the same with ModSecurity on and no CRS rule: what the engine alone costs per request
  *   edge+WAF    the same with ModSecurity and the tuned OWASP CRS (what clawkeep runs)
  *   edge+stock  the same with the CRS rule set as shipped (what "untuned" costs)
  * Rounds alternate the targets so all see the same machine load; medians are printed with ratios.
  * Throughput with 16 connections (saturating); latency percentiles with 1 connection (unloaded).
+ * GET /v1/models?page=1 for all targets, and a chat POST (an OpenClaw chat request of ~1.9 KB of
+ * JSON) through the edge, the WAF and the stock set: request bodies are where the CRS works hardest.
  * Targets: edge+WAF keeps >= 50 % of the edge's throughput and adds < 2 ms to p99.
  * Needs root, nginx, libnginx-mod-http-modsecurity, modsecurity-crs and wrk.
  *
  *   npx tsx bench/edge.ts [--seconds 3] [--rounds 3] [--connections 16]
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { readCrsFiles, stockCrs } from "../src/edge/crs.ts";
@@ -111,6 +114,7 @@ async function wrk(
   connections: number,
   seconds: number,
   pids: number[] = [],
+  script?: string,
 ): Promise<WrkResult> {
   const cpu0 = await cpuTicks(pids);
   const out = await execFile([
@@ -121,6 +125,7 @@ async function wrk(
     "--latency",
     "-H",
     `Host: ${HOST}`,
+    ...(script ? ["-s", script] : []),
     url,
   ]);
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
@@ -133,6 +138,29 @@ async function wrk(
   const cpuUs = pids.length && requests ? (((await cpuTicks(pids)) - cpu0) * 10_000) / requests : 0;
   return { rps, p50, p99, errors, requests, cpuUs };
 }
+
+/** An OpenClaw chat request of ~1.9 KB: a system prompt and a conversation of several turns. */
+const CHAT_BODY = JSON.stringify({
+  model: "openclaw",
+  stream: true,
+  messages: [
+    {
+      role: "system",
+      content: "You are OpenClaw, a helpful personal assistant. Answer briefly and cite the tools you used.",
+    },
+    ...Array.from({ length: 8 }, (_v, i) => ({
+      role: i % 2 === 0 ? "user" : "assistant",
+      content:
+        i % 2 === 0
+          ? `Turn ${i}: can you help me plan a three-day trip to Lisbon next month? I like museums, good coffee and walking, but I don't want to rush. What should we book in advance?`
+          : `Turn ${i}: day one is Alfama and the castle, day two Belem with the monastery and the tower, day three LX Factory and a walk by the river. Book the castle and the monastery ahead; the rest is walk-in.`,
+    })),
+  ],
+});
+
+/** A wrk script that POSTs the chat body as JSON. */
+const chatScript = (body: string) =>
+  `wrk.method = "POST"\nwrk.body = ${JSON.stringify(body)}\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer ocgw_0123456789abcdef0123456789abcdef"\n`;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -166,11 +194,7 @@ const unlimited = {
   tenantConnections: 65_535,
 };
 const edges: Edge[] = [];
-async function edge(
-  name: string,
-  waf: boolean,
-  stockRules = false,
-): Promise<{ url: string; pids: number[] }> {
+async function edge(name: string, waf: boolean, crsRules?: string): Promise<{ url: string; pids: number[] }> {
   const e = new Edge({
     stateDir: join(root, name),
     domain: "edge.bench",
@@ -179,7 +203,7 @@ async function edge(
     user: USER,
     limits: unlimited,
     workerShutdownSeconds: 5,
-    ...(stockRules ? { render: (cfg) => renderEdge({ ...cfg, crsRules: stock }) } : {}),
+    ...(crsRules ? { render: (cfg) => renderEdge({ ...cfg, crsRules }) } : {}),
   });
   edges.push(e);
   await e.start();
@@ -191,46 +215,56 @@ async function edge(
 }
 
 try {
-  const targets: Array<{ name: string; url: string; pids: number[] }> = [
-    { name: "direct", url: `${upstreamUrl}/v1/models?page=1`, pids: [] },
-    { name: "edge (TLS, no WAF)", ...(await edge("plain", false)) },
-    { name: "edge + WAF (tuned CRS)", ...(await edge("waf", true)) },
-    { name: "edge + WAF (stock CRS)", ...(await edge("stock", true, true)) },
+  const targets: Array<{ name: string; url: string; pids: number[]; chat: boolean }> = [
+    { name: "direct", url: `${upstreamUrl}/v1/models?page=1`, pids: [], chat: false },
+    { name: "edge (TLS, no WAF)", ...(await edge("plain", false)), chat: true },
+    { name: "edge + ModSec, no CRS", ...(await edge("engine", true, "# no CRS rules")), chat: false },
+    { name: "edge + WAF (tuned CRS)", ...(await edge("waf", true)), chat: true },
+    { name: "edge + WAF (stock CRS)", ...(await edge("stock", true, stock)), chat: true },
   ];
+  const chatLua = join(root, "chat.lua");
+  await writeFile(chatLua, chatScript(CHAT_BODY));
   const tput = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
   const lat = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
+  const chat = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
   for (const t of targets) await wrk(t.url, 4, 1); // warm up: TLS session cache, upstream keep-alive
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of targets) {
       tput.get(t.name)!.push(await wrk(t.url, CONNECTIONS, SECONDS, t.pids));
       lat.get(t.name)!.push(await wrk(t.url, 1, LATENCY_SECONDS, t.pids));
+      if (t.chat) chat.get(t.name)!.push(await wrk(t.url, CONNECTIONS, SECONDS, t.pids, chatLua));
     }
     process.stderr.write(`round ${r + 1}/${ROUNDS} done\n`);
   }
   const row = (name: string) => {
     const T = tput.get(name)!;
     const L = lat.get(name)!;
+    const C = chat.get(name)!;
     return {
       rps: median(T.map((x) => x.rps)),
       p99Loaded: median(T.map((x) => x.p99)),
       cpuUs: median([...T, ...L].map((x) => x.cpuUs)),
       p50: median(L.map((x) => x.p50)),
       p99: median(L.map((x) => x.p99)),
-      errors: [...T, ...L].reduce((a, x) => a + x.errors, 0),
+      errors: [...T, ...L, ...C].reduce((a, x) => a + x.errors, 0),
+      chatRps: C.length ? median(C.map((x) => x.rps)) : Number.NaN,
+      chatCpuUs: C.length ? median(C.map((x) => x.cpuUs)) : Number.NaN,
     };
   };
   const pad = (v: string, n: number) => v.padStart(n);
+  const num = (v: number, unit = "") => (Number.isNaN(v) ? "-" : `${v.toFixed(0)}${unit}`);
   console.log(
-    `\n${"target".padEnd(24)}${pad("req/s", 9)}${pad("nginx CPU/req", 15)}${pad(`p99 @${CONNECTIONS}c`, 11)}${pad("p50 @1c", 10)}${pad("p99 @1c", 10)}${pad("errors", 8)}`,
+    `\n${"target".padEnd(24)}${pad("req/s", 9)}${pad("nginx CPU/req", 15)}${pad(`p99 @${CONNECTIONS}c`, 11)}${pad("p50 @1c", 10)}${pad("p99 @1c", 10)}${pad("chat req/s", 12)}${pad("chat CPU/req", 14)}${pad("errors", 8)}`,
   );
   for (const t of targets) {
     const x = row(t.name);
     const cpu = t.pids.length ? `${x.cpuUs.toFixed(0)} us` : "-";
     console.log(
-      `${t.name.padEnd(24)}${pad(x.rps.toFixed(0), 9)}${pad(cpu, 15)}${pad(`${x.p99Loaded.toFixed(2)}ms`, 11)}${pad(`${x.p50.toFixed(2)}ms`, 10)}${pad(`${x.p99.toFixed(2)}ms`, 10)}${pad(String(x.errors), 8)}`,
+      `${t.name.padEnd(24)}${pad(x.rps.toFixed(0), 9)}${pad(cpu, 15)}${pad(`${x.p99Loaded.toFixed(2)}ms`, 11)}${pad(`${x.p50.toFixed(2)}ms`, 10)}${pad(`${x.p99.toFixed(2)}ms`, 10)}${pad(num(x.chatRps), 12)}${pad(num(x.chatCpuUs, " us"), 14)}${pad(String(x.errors), 8)}`,
     );
   }
-  const [direct, plain, waf, stockRow] = targets.map((t) => row(t.name)) as [
+  const [direct, plain, engine, waf, stockRow] = targets.map((t) => row(t.name)) as [
+    ReturnType<typeof row>,
     ReturnType<typeof row>,
     ReturnType<typeof row>,
     ReturnType<typeof row>,
@@ -244,11 +278,18 @@ try {
   console.log(
     `  edge+WAF / edge                   ${pct(waf.rps, plain.rps)}   target >= 50 %: ${verdict(waf.rps / plain.rps >= 0.5)}`,
   );
+  console.log(
+    `  edge+ModSec no CRS / edge         ${pct(engine.rps, plain.rps)}   (the engine alone: the most any rule set can keep)`,
+  );
   console.log(`  edge+WAF stock CRS / edge         ${pct(stockRow.rps, plain.rps)}`);
   console.log(`  tuned / stock CRS (req/s)         ${(waf.rps / stockRow.rps).toFixed(2)}x`);
+  console.log(`  chat POST: edge+WAF / edge        ${pct(waf.chatRps, plain.chatRps)}`);
+  console.log(`  chat POST: stock CRS / edge       ${pct(stockRow.chatRps, plain.chatRps)}`);
   console.log("nginx CPU per request (steadier than req/s when other work shares the CPUs)");
   console.log(`  edge+WAF / edge                   ${(waf.cpuUs / plain.cpuUs).toFixed(2)}x`);
+  console.log(`  edge+ModSec no CRS / edge         ${(engine.cpuUs / plain.cpuUs).toFixed(2)}x`);
   console.log(`  stock CRS / tuned CRS             ${(stockRow.cpuUs / waf.cpuUs).toFixed(2)}x`);
+  console.log(`  chat POST: stock / tuned CRS      ${(stockRow.chatCpuUs / waf.chatCpuUs).toFixed(2)}x`);
   const added = waf.p99 - plain.p99;
   console.log("latency added by the WAF (1 connection, unloaded)");
   console.log(

@@ -526,6 +526,38 @@ test("SQL injection, XSS and path traversal probes get 403 and are logged for th
   assert.doesNotMatch(audit, /authorization|bearer/i, "the audit log keeps no request headers");
 });
 
+const MULTIPART_BOUNDARY = "----clawkeep7d3f";
+function multipart(partType: string, content: string): string {
+  return (
+    `--${MULTIPART_BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="notes.txt"\r\n` +
+    `Content-Type: ${partType}\r\n\r\n${content}\r\n--${MULTIPART_BOUNDARY}--\r\n`
+  );
+}
+
+/** An OpenClaw chat request of a few KB: a system prompt and a conversation of several turns. */
+const CHAT_BODY = JSON.stringify({
+  model: "openclaw",
+  stream: true,
+  temperature: 0.7,
+  max_tokens: 1024,
+  messages: [
+    {
+      role: "system",
+      content:
+        "You are OpenClaw, a helpful personal assistant. Answer briefly and cite the tools you used. The user's time zone is Europe/Lisbon; today is Friday.",
+    },
+    ...[
+      "Hi! Can you help me plan a three-day trip to Lisbon next month? I like museums, good coffee and walking, but I don't want to rush.",
+      "Of course. Day one: Alfama and the castle in the morning, lunch near the cathedral, then the tile museum in the afternoon. Day two: Belem, with the monastery, the tower and the famous custard tarts; the coach museum if it rains. Day three: LX Factory, a walk along the river to Cais do Sodre, and dinner in Bairro Alto. Shall I add coffee places for each day?",
+      "Yes please, and also tell me which of these need tickets in advance. My budget is around 150 euros per day, flights not included.",
+      "Tickets in advance: the castle (queues are long after 10:00), the monastery in Belem, and the tile museum on weekends. Coffee: a small roaster in Principe Real on day one, the pastry shop in Belem on day two, and a terrace at LX Factory on day three. With 150 euros per day you have room for two sit-down meals, transport passes and entry fees.",
+      "Great. Could you also put this into my calendar for the 14th to the 16th, with the morning activity at 9:30 each day, and remind me the evening before? My partner's email is sam@example.com; please invite them too.",
+      "Done: three events from the 14th to the 16th at 9:30, each with a reminder at 20:00 the evening before, and Sam is invited. I also added the tram 28 stop near your hotel as the meeting point on day one. Would you like me to book a table for dinner in Bairro Alto on the last evening?",
+      "Yes, for two at 20:30 if possible, somewhere with fish and a view. And what's the weather usually like in Lisbon in the middle of October? Should we pack rain jackets or is a light sweater enough?",
+    ].map((content, i) => ({ role: i % 2 === 0 ? "user" : "assistant", content })),
+  ],
+});
+
 const ATTACKS: Array<{
   name: string;
   path: string;
@@ -570,6 +602,51 @@ const ATTACKS: Array<{
     headers: { "content-type": "application/json" },
     body: '{"a": [1, 2',
   },
+  // Each caught by one CRS rule alone that the tuned set merged into another rule of its file
+  // (from CRS 3.3.4's own regression tests): the merged pattern still holds every member.
+  { name: "SQLi magic number (942220, merged)", path: "/q?string_to_convert=4294967296" },
+  { name: "SQLi like (942230, merged)", path: "/q?var=%29%20like%20%28" },
+  { name: "SQLi execute immediate (942250, merged)", path: "/q?var=EXECUTE%20IMMEDIATE%20%22" },
+  { name: "SQLi pg_sleep (942280, merged)", path: "/q?var=select%20pg_sleep" },
+  { name: "NoSQL operator (942290, merged)", path: "/q?u_id[$ne]=2" },
+  { name: "XSS namespaced script (941160, merged)", path: "/q?mime=text/xml&body=%3C%20x%3A%20script" },
+  {
+    name: "XSS javascript: in a cookie name (941210, merged)",
+    path: "/q",
+    headers: { cookie: "ja%26newline%3Bvascript%3A%20=1" },
+  },
+  { name: "Windows command (932140, merged)", path: "/q?foo=IF++++++++EXIST+filename.txt+++++%28" },
+  { name: "PHP variable function (933180, merged)", path: "/q?x=%24OOO0000O0%20%2816%29" },
+  { name: "RFI scheme (931120, merged)", path: "/q?x=file?" },
+  // Rules that lost their t:lowercase to (?i) or to a case-blind operator, with upper-case input.
+  { name: "Java class in capitals (944100, (?i))", path: "/q?x=JAVA.LANG.RUNTIME" },
+  // Rules rewritten so that ordinary requests do not match their first link.
+  {
+    name: "GET with a body (920170)",
+    path: "/q",
+    // Node sends a GET body without a length unless told.
+    headers: { "content-type": "application/x-www-form-urlencoded", "content-length": "3" },
+    body: "x=1",
+  },
+  {
+    name: "restricted header Content-Encoding (920450)",
+    path: "/q",
+    headers: { "content-encoding": "gzip" },
+  },
+  {
+    name: "multipart part charset not allowed (922110)",
+    path: "/upload",
+    method: "POST",
+    headers: { "content-type": `multipart/form-data; boundary=${MULTIPART_BOUNDARY}` },
+    body: multipart("text/plain; charset=utf-7", "+ADw-script+AD4-"),
+  },
+  {
+    name: "multipart without its closing boundary (200003)",
+    path: "/upload",
+    method: "POST",
+    headers: { "content-type": `multipart/form-data; boundary=${MULTIPART_BOUNDARY}` },
+    body: multipart("text/plain", "x").replace(/\r\n--[^\r]*--\r\n$/, ""),
+  },
 ];
 const BENIGN: typeof ATTACKS = [
   { name: "page", path: "/" },
@@ -583,6 +660,21 @@ const BENIGN: typeof ATTACKS = [
       model: "openclaw",
       messages: [{ role: "user", content: "Can you plan a 3-day trip to Lisbon?" }],
     }),
+  },
+  {
+    name: "chat, a few KB",
+    path: "/v1/chat/completions",
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: "Bearer ocgw_abc" },
+    body: CHAT_BODY,
+  },
+  { name: "query with capitals", path: "/v1/models?Order=Desc&Filter=Runtime&Name=JavaScript" },
+  {
+    name: "multipart upload",
+    path: "/upload",
+    method: "POST",
+    headers: { "content-type": `multipart/form-data; boundary=${MULTIPART_BOUNDARY}` },
+    body: multipart("text/plain", "meeting notes: bring the slides"),
   },
   { name: "delete (platform API)", path: "/v1/tenants/alice/tokens/tok_1", method: "DELETE" },
   { name: "health", path: "/healthz" },
@@ -634,20 +726,11 @@ test("the tuned rule set blocks every probe the stock CRS blocks at paranoia lev
   }
 });
 
-test("a normal chat request (POST /v1/chat/completions JSON) and a WebSocket pass through the WAF", async (t) => {
+test("a normal chat request (POST /v1/chat/completions JSON, a few KB) and a WebSocket pass through the WAF", async (t) => {
   const f = need(t);
   if (!f) return;
-  const body = JSON.stringify({
-    model: "openclaw",
-    stream: false,
-    messages: [
-      { role: "system", content: "You are a helpful assistant." },
-      {
-        role: "user",
-        content: "Hello! What's the weather like in Paris today? I'd like a short answer, please.",
-      },
-    ],
-  });
+  const body = CHAT_BODY;
+  assert.ok(body.length > 2000, `${body.length} bytes`);
   const r = await call({
     edge: f.waf,
     host: `alice.${DOMAIN}`,

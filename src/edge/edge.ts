@@ -361,8 +361,8 @@ export class Edge implements EdgeController {
       const tuned = tuneCrs(await readCrsFiles(sys.crsRulesDir), sys.crsRulesDir);
       if (!tuned.tuned) {
         this.#opts.log?.warn(
-          { version: tuned.version },
-          "unknown OWASP CRS version: loaded untuned (correct, but several times slower)",
+          { version: tuned.version, why: tuned.untunedBecause },
+          "OWASP CRS loaded untuned (correct, but several times slower)",
         );
       }
       crsRules = tuned.text;

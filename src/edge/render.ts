@@ -8,7 +8,6 @@ import { isIPv4, isIPv6 } from "node:net";
 import { join } from "node:path";
 import { ValidationError } from "../core/errors.ts";
 import { parseTenantName } from "../core/tenant.ts";
-import { crsSetup } from "./crs.ts";
 import { DEFAULT_EDGE_LIMITS, type EdgeLimits, type EdgeRoute, RESERVED_LABELS } from "./types.ts";
 
 /** Where the edge keeps its files, all below one state directory (nginx's prefix). */
@@ -73,7 +72,7 @@ export interface EdgeConfig {
   tenantSourceAddress?: string | null;
   limits: EdgeLimits;
   waf: boolean;
-  /** Tuned CRS rules text (crs.ts), required when waf is on. */
+  /** The CRS configuration, setup included (crs.ts tuneCrs or stockCrs), required when waf is on. */
   crsRules: string | null;
   /** The system user (and its group) nginx workers run as. */
   user: string;
@@ -299,17 +298,22 @@ SecAuditLogFormat JSON
 SecAuditLogParts AHZ
 SecAuditLog ${p.logs}/waf-audit.log
 
-# Body parsing and its failures (from ModSecurity's recommended configuration).
+# Body parsing and its failures (from ModSecurity's recommended configuration). The multipart
+# checks are chained behind the body processor: only a multipart body sets their variables, and
+# MULTIPART_STRICT_ERROR is costly to compute on every request.
 SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\\+|/)|text/)xml" "id:200000,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=XML"
 SecRule REQUEST_HEADERS:Content-Type "^application/json" "id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
 SecRule &ARGS "@ge 1000" "id:200007,phase:2,t:none,log,deny,status:400,msg:'Failed to fully parse request body due to large argument count',severity:2"
 SecRule REQBODY_ERROR "!@eq 0" "id:200002,phase:2,t:none,log,deny,status:400,msg:'Failed to parse request body.',logdata:'%{reqbody_error_msg}',severity:2"
-SecRule MULTIPART_STRICT_ERROR "!@eq 0" "id:200003,phase:2,t:none,log,deny,status:400,msg:'Multipart request body failed strict validation'"
-SecRule MULTIPART_UNMATCHED_BOUNDARY "@eq 1" "id:200004,phase:2,t:none,log,deny,msg:'Multipart parser detected a possible unmatched boundary.'"
-SecRule TX:/^MSC_/ "!@streq 0" "id:200005,phase:2,t:none,deny,msg:'ModSecurity internal error flagged: %{MATCHED_VAR_NAME}'"
+SecRule REQBODY_PROCESSOR "@streq MULTIPART" "id:200003,phase:2,t:none,log,deny,status:400,msg:'Multipart request body failed strict validation',chain"
+    SecRule MULTIPART_STRICT_ERROR "!@eq 0" "t:none"
+SecRule REQBODY_PROCESSOR "@streq MULTIPART" "id:200004,phase:2,t:none,log,deny,msg:'Multipart parser detected a possible unmatched boundary.',chain"
+    SecRule MULTIPART_UNMATCHED_BOUNDARY "@eq 1" "t:none"
+# ModSecurity's own failures (PCRE limits in later libmodsecurity versions; 3.0.9 flags none). Named,
+# not TX:/^MSC_/, which would compile a regular expression on every request.
+SecRule TX:MSC_PCRE_LIMITS_EXCEEDED "!@streq 0" "id:200005,phase:2,t:none,deny,msg:'ModSecurity internal error flagged: %{MATCHED_VAR_NAME}'"
 
 # OWASP CRS, paranoia level 1 (tuned: see src/edge/crs.ts).
-${crsSetup({ rulesIncludeInit: /id:901340\b/.test(cfg.crsRules ?? "") })}
 ${cfg.crsRules ?? ""}
 `;
 }
