@@ -1,27 +1,57 @@
 /**
- * Provisioning benchmark: a bare `openclaw gateway run` start (fresh state, to /readyz) and a
- * tenant create-to-ready through clawkeep (POST /v1/tenants until the tenant is `running`),
- * alternated in one run so both see the same machine load. Prints medians and the ratio.
+ * Provisioning benchmark (issue 2): a bare `openclaw gateway run` start (fresh state, to /readyz)
+ * and a tenant create-to-running through clawkeep (POST /v1/tenants until the tenant is
+ * `running`), alternated in one run so both see the same machine load. Each clawkeep create is
+ * timed twice per round: as shipped (the gateway starts with the start CPU quota and is settled to
+ * its plan's once ready) and held at its plan's steady quota from the start. Prints each step of
+ * every start, where the CPU went while it ran (gateway user/kernel, control plane, the rest of the
+ * host), cgroup throttling, what the gateway tried through the egress proxy, the medians and ratios.
  * Target: clawkeep adds under 5 % to OpenClaw's own start.
  *
- *   npx tsx bench/provisioning.ts [rounds=3]
+ * A resident tenant is created first and kept, so the timed creates go into an already running
+ * Starter pool (the steady state); the resident's own create (which starts the pool) is printed
+ * apart. CLAWKEEP_SANDBOX=off runs every tier as plain host processes; CLAWKEEP_EDGE=0 turns the
+ * edge off. The platform runs with its own CLAWKEEP_HOME, uid range and tenant network prefix
+ * 198.18, but on the platform's own bridge (ckbr0) and nftables table (clawkeep), which settings
+ * cannot change: never run it together with the end-to-end tests.
+ *
+ *   npx tsx bench/provisioning.ts [rounds=3] [tier=starter]
  */
 import { spawn } from "node:child_process";
-import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { loadSettings } from "../src/config/settings.ts";
 import { startPlatform } from "../src/control/platform.ts";
+import type { Tier } from "../src/core/tenant.ts";
 import { createLogger } from "../src/lib/log.ts";
 import { pidsOfUid } from "../src/lib/procfs.ts";
 import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { gatewayArgs, renderGatewayEnv, renderOpenClawConfigFile } from "../src/openclaw/config.ts";
 import { probe } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
+import { ContainerDriver } from "../src/runtime/local/driver.ts";
+import type { PoolDriver } from "../src/runtime/pool/driver.ts";
+import { TieredDriver } from "../src/runtime/tiered.ts";
+import type { InstanceSpec, InstanceStatus } from "../src/runtime/types.ts";
+import { blockEgress } from "./no-egress.ts";
+import {
+  type CpuSplit,
+  cpuSnapshot,
+  cpuThrottling,
+  formatSplit,
+  median,
+  splitCpu,
+  Timeline,
+} from "./profile.ts";
 
 const rounds = Number(process.argv[2] ?? 3);
+const tier = (process.argv[3] ?? "starter") as Tier;
 const BARE_UID = 202900;
 const BARE_PORT = 33900;
 const UID_BASE = 202000;
+/** Time for the previous start's teardown (gateway stop, edge reload) to end before the next one. */
+const SETTLE_MS = 3000;
 
 async function killUid(uid: number) {
   for (const pid of await pidsOfUid(uid)) {
@@ -29,26 +59,57 @@ async function killUid(uid: number) {
       process.kill(pid, "SIGKILL");
     } catch {}
   }
-  while ((await pidsOfUid(uid)).length) await new Promise((r) => setTimeout(r, 100));
+  while ((await pidsOfUid(uid)).length) await sleep(100);
   await rm(`/tmp/openclaw-state-locks-${uid}`, { recursive: true, force: true });
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
 
 const provider = await startEchoProvider();
 const settingsEnv = {
   ...process.env,
   CLAWKEEP_LLM_BASE_URL: provider.url,
   CLAWKEEP_LLM_MODEL: provider.model,
+  // The same key as the bare start's.
+  CLAWKEEP_LLM_API_KEY: "k",
 };
 const runtime = await ensureRuntime(loadSettings(settingsEnv));
 const root = await mkdtemp("/tmp/clawkeep-bench-");
-await import("node:fs/promises").then((fs) => fs.chmod(root, 0o711));
+await chmod(root, 0o711);
 
-async function bare(i: number): Promise<number> {
+/** What one timed start recorded. */
+interface Run {
+  ms: number;
+  tl: Timeline;
+  cpu: CpuSplit;
+  throttle: string;
+  statusCalls: number;
+  probes: number;
+}
+
+const fmtThrottle = async (pid: number | null | undefined): Promise<string> => {
+  const t = pid ? await cpuThrottling(pid) : undefined;
+  return t
+    ? `cgroup ${t.cgroup}: throttled ${t.throttled}/${t.periods} periods, ${(t.throttledMs / 1000).toFixed(1)} s`
+    : "no cpu cgroup";
+};
+
+// Every /readyz probe of this process (the reconciler's and the bare loop's): counted, and the
+// first 200 of the start being timed is marked.
+let current: { name: string; tl: Timeline; statusCalls: number; probes: number } | undefined;
+const realFetch = globalThis.fetch;
+globalThis.fetch = async (input, init) => {
+  const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
+  const isProbe = url.endsWith("/readyz");
+  const cur = current;
+  if (isProbe && cur) {
+    cur.probes++;
+    cur.tl.mark("first-probe");
+  }
+  const res = await realFetch(input, init);
+  if (isProbe && cur && res.status === 200) cur.tl.mark("readyz-200");
+  return res;
+};
+
+async function bare(i: number): Promise<Run> {
   const dir = join(root, `bare-${i}`);
   const paths = {
     stateDir: join(dir, "state"),
@@ -62,7 +123,6 @@ async function bare(i: number): Promise<number> {
     await mkdir(d, { recursive: true, mode: 0o700 });
     await chown(d, BARE_UID, BARE_UID);
   }
-  const { writeFile } = await import("node:fs/promises");
   await writeFile(
     paths.configPath,
     renderOpenClawConfigFile({
@@ -79,7 +139,9 @@ async function bare(i: number): Promise<number> {
     gatewayToken: "t".repeat(40),
     llmApiKey: "k",
   });
-  const t0 = performance.now();
+  const snap0 = await cpuSnapshot();
+  const cur = { name: "bare", tl: new Timeline(), statusCalls: 0, probes: 0 };
+  current = cur;
   const child = spawn(runtime.nodeBin, gatewayArgs(runtime.entry, BARE_PORT), {
     env,
     cwd: paths.home,
@@ -88,11 +150,15 @@ async function bare(i: number): Promise<number> {
     detached: true,
     stdio: "ignore",
   });
+  child.once("spawn", () => cur.tl.mark("spawned"));
   child.unref();
-  while (!(await probe(`http://127.0.0.1:${BARE_PORT}`)).ok) await new Promise((r) => setTimeout(r, 100));
-  const ms = performance.now() - t0;
+  while (!(await probe(`http://127.0.0.1:${BARE_PORT}`)).ok) await sleep(100);
+  const ms = performance.now() - cur.tl.t0;
+  current = undefined;
+  const cpu = splitCpu(snap0, await cpuSnapshot(), [BARE_UID]);
+  const throttle = await fmtThrottle(child.pid);
   await killUid(BARE_UID);
-  return ms;
+  return { ms, tl: cur.tl, cpu, throttle, statusCalls: 0, probes: cur.probes };
 }
 
 const home = join(root, "clawkeep");
@@ -102,55 +168,225 @@ const settings = loadSettings({
   CLAWKEEP_API_LISTEN: "127.0.0.1:0",
   CLAWKEEP_PORT_BASE: "34000",
   CLAWKEEP_UID_BASE: String(UID_BASE),
-  CLAWKEEP_RECONCILE_INTERVAL_MS: "200",
+  CLAWKEEP_TENANT_NET_PREFIX: process.env.CLAWKEEP_TENANT_NET_PREFIX || "198.18",
+  CLAWKEEP_EDGE_LISTEN: process.env.CLAWKEEP_EDGE_LISTEN || "127.0.0.1:38443",
+  CLAWKEEP_IDMAP_BASE: process.env.CLAWKEEP_IDMAP_BASE || "30000000",
 });
 const platform = await startPlatform(settings, createLogger("warn"));
 
-async function viaClawkeep(i: number): Promise<number> {
-  const name = `bench-${i}`;
-  const t0 = performance.now();
+// Each step of a start through the platform, seen from the driver and the admission queue.
+const driver = platform.driver;
+const gatewayUids = new Set<number>();
+const uidOf = (st: InstanceStatus): number | undefined => {
+  const u = st.details.hostUid ?? (driver.kind.startsWith("host") ? st.details.uid : undefined);
+  return typeof u === "number" ? u : undefined;
+};
+let lastStart: InstanceStatus | undefined;
+/** "steady": the start under test is held at its plan's steady CPU quota from the beginning. */
+let quotaMode: "start" | "steady" = "start";
+type Settling = { settle?: (spec: InstanceSpec, signal?: AbortSignal) => Promise<void> };
+const settling = driver as typeof driver & Settling;
+/**
+ * Until the Starter pool driver and TieredDriver carry settle() themselves, the benchmark wires
+ * it as they would: a Starter gateway starts with its pool's CPU quota and settle() sets its
+ * plan's; Premium/Enterprise go to ContainerDriver.settle().
+ */
+let emulated = false;
+if (!settling.settle && driver instanceof TieredDriver) {
+  emulated = true;
+  const pools = driver.driverFor("starter") as PoolDriver;
+  const containers = driver.driverFor("premium");
+  const poolCores = async (name: string): Promise<number | undefined> => {
+    const cg = await pools.cgroupOf(name);
+    if (!cg) return undefined;
+    const { readFile } = await import("node:fs/promises");
+    const q = Number(await readFile(join(cg.poolDir("cpu"), "cpu.cfs_quota_us"), "utf8"));
+    const p = Number(await readFile(join(cg.poolDir("cpu"), "cpu.cfs_period_us"), "utf8"));
+    return q > 0 ? q / p : undefined;
+  };
+  settling.settle = async (spec, signal) => {
+    if (spec.tier === "starter") {
+      const cg = await pools.cgroupOf(spec.name);
+      if (cg && (await pools.status(spec.name)).state === "running") await cg.setCpu(spec.plan.cpus);
+    } else if (containers instanceof ContainerDriver) await containers.settle(spec, signal);
+  };
+  const start = driver.start.bind(driver);
+  driver.start = async (spec, secrets, signal) => {
+    const r = await start(spec, secrets, signal);
+    if (spec.tier === "starter" && r.state === "running") {
+      const cores = await poolCores(spec.name);
+      const cg = await pools.cgroupOf(spec.name);
+      if (cores && cg) await cg.setCpu(Math.max(cores, spec.plan.cpus));
+    }
+    return r;
+  };
+}
+{
+  const { create, start, status } = driver;
+  driver.create = async (spec, signal) => {
+    if (current?.name === spec.name) current.tl.mark("driver.create");
+    const r = await create.call(driver, spec, signal);
+    if (current?.name === spec.name) current.tl.mark("created");
+    return r;
+  };
+  driver.start = async (spec, secrets, signal) => {
+    if (current?.name === spec.name) current.tl.mark("driver.start");
+    const r = await start.call(driver, spec, secrets, signal);
+    if (quotaMode === "steady" && current?.name === spec.name) await settling.settle?.(spec, signal);
+    if (current?.name === spec.name) {
+      current.tl.mark("spawned");
+      lastStart = r;
+    }
+    const u = uidOf(r);
+    if (u !== undefined) gatewayUids.add(u);
+    return r;
+  };
+  driver.status = async (name, signal) => {
+    if (current?.name === name) current.statusCalls++;
+    return status.call(driver, name, signal);
+  };
+  const admission = platform.reconciler.admission;
+  const run = admission.run.bind(admission);
+  admission.run = (fn, signal) =>
+    run(() => {
+      current?.tl.mark("admitted");
+      return fn();
+    }, signal);
+}
+
+/** What the tenant's gateway tried to reach through the egress proxy (its connection log). */
+async function egressTries(name: string): Promise<string> {
+  const { readFile } = await import("node:fs/promises");
+  const text = await readFile(join(settings.logsDir, "egress.jsonl"), "utf8").catch(() => "");
+  const mine = text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { tenant: string | null; host: string | null; verdict: string })
+    .filter((e) => e.tenant === name);
+  if (!mine.length) return "no egress";
+  const hosts = [...new Set(mine.map((e) => `${e.host} ${e.verdict}`))].join(", ");
+  return `${mine.length} egress connections (${hosts})`;
+}
+
+async function viaClawkeep(name: string, keep = false): Promise<Run> {
+  const snap0 = await cpuSnapshot();
+  const cur = { name, tl: new Timeline(), statusCalls: 0, probes: 0 };
+  current = cur;
+  lastStart = undefined;
   const res = await fetch(`${platform.apiUrl}/v1/tenants`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ name, tier: "starter" }),
+    body: JSON.stringify({ name, tier }),
   });
   if (res.status !== 201) throw new Error(await res.text());
+  cur.tl.mark("api-201");
   for (;;) {
     const t = platform.store.get(name);
     if (t?.actual === "running") break;
     if (t?.actual === "failed") throw new Error(t.reason ?? "failed");
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
   }
-  const ms = performance.now() - t0;
-  platform.tenants.delete({ kind: "operator" }, name);
-  while (platform.store.get(name)) await new Promise((r) => setTimeout(r, 100));
-  return ms;
+  cur.tl.mark("running");
+  const ms = performance.now() - cur.tl.t0;
+  current = undefined;
+  const st = lastStart as InstanceStatus | undefined;
+  const uid = st ? uidOf(st) : undefined;
+  const cpu = splitCpu(snap0, await cpuSnapshot(), uid !== undefined ? [uid] : []);
+  const throttle = `${await fmtThrottle(st?.pid)}; ${await egressTries(name)}`;
+  if (!keep) {
+    platform.tenants.delete({ kind: "operator" }, name);
+    while (platform.store.get(name)) await sleep(100);
+  }
+  return { ms, tl: cur.tl, cpu, throttle, statusCalls: cur.statusCalls, probes: cur.probes };
 }
 
-const bareMs: number[] = [];
-const ckMs: number[] = [];
+const STEPS = [
+  "api-201",
+  "admitted",
+  "driver.create",
+  "created",
+  "driver.start",
+  "spawned",
+  "first-probe",
+  "readyz-200",
+  "running",
+];
+const describe = (label: string, r: Run) =>
+  `${label} ${(r.ms / 1000).toFixed(2)} s\n    steps (s): ${r.tl.format(STEPS)}\n    ${formatSplit(r.cpu)}\n    ${r.throttle}; ${r.probes} probes, ${r.statusCalls} status calls`;
+
+// Host-process gateways (the bare one; every tenant with CLAWKEEP_SANDBOX=off) reach loopback only.
+const unblock = await blockEgress("ckbench_prov_noegress", { first: UID_BASE, last: UID_BASE + 999 });
+const bareRuns: Run[] = [];
+const ckRuns: Run[] = [];
+const steadyRuns: Run[] = [];
+const list = (runs: Run[]) => runs.map((x) => (x.ms / 1000).toFixed(1)).join(", ");
+const medMs = (runs: Run[]) => median(runs.map((r) => r.ms));
 try {
+  process.stderr.write(
+    `platform driver ${driver.kind}, tier ${tier}${emulated ? " (settle() wired by the benchmark)" : ""}\n`,
+  );
+  const resident = await viaClawkeep("bench-resident", true);
+  process.stderr.write(`${describe("first create (starts the pool)", resident)}\n`);
   for (let i = 0; i < rounds; i++) {
-    bareMs.push(await bare(i));
-    ckMs.push(await viaClawkeep(i));
+    await sleep(SETTLE_MS);
+    bareRuns.push(await bare(i));
+    await sleep(SETTLE_MS);
+    quotaMode = "start";
+    ckRuns.push(await viaClawkeep(`bench-${i}`));
+    await sleep(SETTLE_MS);
+    quotaMode = "steady";
+    steadyRuns.push(await viaClawkeep(`bench-s${i}`));
+    quotaMode = "start";
     process.stderr.write(
-      `round ${i + 1}/${rounds}: bare ${(bareMs[i]! / 1000).toFixed(1)} s, clawkeep ${(ckMs[i]! / 1000).toFixed(1)} s\n`,
+      `round ${i + 1}/${rounds}:\n  ${describe("bare", bareRuns[i]!)}\n  ${describe("clawkeep", ckRuns[i]!)}\n  ${describe("clawkeep, steady quota from the start", steadyRuns[i]!)}\n`,
     );
   }
-  const b = median(bareMs);
-  const c = median(ckMs);
+  const b = medMs(bareRuns);
+  const c = medMs(ckRuns);
+  const k = medMs(steadyRuns);
+  const medStep = (runs: Run[], step: string) => {
+    const xs = runs.map((r) => r.tl.marks.get(step)).filter((x): x is number => x !== undefined);
+    return xs.length ? `${step} ${(median(xs) / 1000).toFixed(2)}` : undefined;
+  };
+  const medCpu = (runs: Run[], key: "gatewayMs" | "controlMs" | "otherMs") =>
+    (median(runs.map((r) => r.cpu[key])) / 1000).toFixed(1);
   console.log(
-    `bare openclaw start to /readyz     median ${(b / 1000).toFixed(2)} s  (${bareMs.map((x) => (x / 1000).toFixed(1)).join(", ")})`,
+    `driver ${driver.kind}, tier ${tier}, ${rounds} rounds${emulated ? ", settle() wired by the benchmark" : ""}`,
+  );
+  console.log(`first create (new pool)                  ${(resident.ms / 1000).toFixed(2)} s`);
+  console.log(
+    `bare openclaw start to /readyz           median ${(b / 1000).toFixed(2)} s  (${list(bareRuns)})`,
   );
   console.log(
-    `clawkeep create to running         median ${(c / 1000).toFixed(2)} s  (${ckMs.map((x) => (x / 1000).toFixed(1)).join(", ")})`,
+    `clawkeep create to running               median ${(c / 1000).toFixed(2)} s  (${list(ckRuns)})`,
   );
   console.log(
-    `ratio clawkeep / bare              ${(c / b).toFixed(3)}  (overhead ${(((c - b) / b) * 100).toFixed(1)} %, target < 5 %)`,
+    `  same, steady CPU quota from the start  median ${(k / 1000).toFixed(2)} s  (${list(steadyRuns)})`,
   );
+  console.log(
+    `  median steps (s): ${STEPS.map((st) => medStep(ckRuns, st))
+      .filter(Boolean)
+      .join(", ")}`,
+  );
+  for (const [label, runs] of [
+    ["bare", bareRuns],
+    ["clawkeep", ckRuns],
+    ["steady", steadyRuns],
+  ] as const) {
+    console.log(
+      `  median cpu-s ${label.padEnd(8)}: gateway ${medCpu(runs, "gatewayMs")}, control plane ${medCpu(runs, "controlMs")}, other ${medCpu(runs, "otherMs")}; probes ${median(runs.map((r) => r.probes))}, status calls ${median(runs.map((r) => r.statusCalls))}`,
+    );
+  }
+  console.log(
+    `ratio clawkeep / bare                    ${(c / b).toFixed(3)}  (overhead ${(((c - b) / b) * 100).toFixed(1)} %, target < 5 %)`,
+  );
+  console.log(`ratio clawkeep at steady quota / bare    ${(k / b).toFixed(3)}`);
 } finally {
+  globalThis.fetch = realFetch;
+  await unblock();
   await platform.close({ teardown: true });
   await killUid(BARE_UID);
+  for (const uid of gatewayUids) await killUid(uid);
   for (let s = 0; s < 4; s++) await killUid(UID_BASE + s);
   await provider.close();
   await rm(root, { recursive: true, force: true });

@@ -1,15 +1,24 @@
 /**
  * Sandbox benchmark (issue 4), in one run on one machine:
- *  1. create-to-ready of a gateway through the container driver vs the host-process driver,
- *     alternated so both see the same load (target: under 10 % more);
+ *  1. create-to-ready of a gateway through the host-process driver and through the container
+ *     driver, alternated so all see the same load (target: container under 10 % more). The
+ *     container is timed twice per round: as shipped (the start quota until ready, then
+ *     settle()), and held at the steady quota from the start (settle() right after start()), so
+ *     the ratio of the two shows what the start quota is worth;
  *  2. noisy neighbour: p99 latency of B's gateway (GET /healthz) while A runs a CPU hog in its own
- *     container vs while A is idle (target: at most 1.2).
- * Storage is plain directories for both drivers, so the ratio is the sandbox's own cost.
+ *     container vs while A is idle (target: at most 1.2), for several CPU settings written into
+ *     both tenants' cgroups in turn (quota, CFS period, the tenants' parent's cpu.shares), with a
+ *     control row that runs no hog (the ratio's noise floor). Idle and busy are measured in
+ *     alternating blocks so drift in the machine's load hits both.
+ * Storage is plain directories for both drivers, so the ratios are the sandbox's own cost.
+ * The bridge (ckbbr0), nftables table (clawkeep_bench), addresses (198.18/16) and slots (900+)
+ * are the benchmark's own.
  *
- *   npx tsx bench/sandbox.ts [rounds=2] [requests=300]
+ *   npx tsx bench/sandbox.ts [rounds=2] [requests=2000]
  */
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { loadSettings } from "../src/config/settings.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
@@ -20,7 +29,13 @@ import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
 import { HostProcessDriver } from "../src/runtime/host/driver.ts";
-import { ContainerDriver, detectOciRuntime } from "../src/runtime/local/driver.ts";
+import {
+  ContainerDriver,
+  CPU_PERIOD_US,
+  cpuQuota,
+  detectOciRuntime,
+  startCpuQuota,
+} from "../src/runtime/local/driver.ts";
 import {
   DEFAULT_NETWORK,
   type NetworkConfig,
@@ -29,10 +44,16 @@ import {
 } from "../src/runtime/local/network.ts";
 import { PlainVolumes } from "../src/runtime/local/plain-volumes.ts";
 import type { InstanceSpec, RuntimeDriver } from "../src/runtime/types.ts";
+import { blockEgress } from "./no-egress.ts";
+import { cpuSnapshot, cpuThrottling, formatSplit, median, splitCpu } from "./profile.ts";
 
 const rounds = Number(process.argv[2] ?? 2);
-const requests = Number(process.argv[3] ?? 300);
+const requests = Number(process.argv[3] ?? 2000);
+/** Idle and busy alternate in this many blocks each. */
+const BLOCKS = 4;
 const UID_BASE = 204000;
+const SLOT0 = 900;
+const CGROUP_PARENT = "clawkeep-bench";
 const net: NetworkConfig = {
   ...DEFAULT_NETWORK,
   bridge: "ckbbr0",
@@ -61,7 +82,7 @@ const containers = new ContainerDriver({
   network: net,
   volumes: new PlainVolumes(join(home, "volumes")),
   idMapBase: 5_000_000,
-  cgroupParent: "clawkeep-bench",
+  cgroupParent: CGROUP_PARENT,
   stopGraceMs: 5000,
 });
 
@@ -75,85 +96,247 @@ const spec = (name: string, slot: number, tier: Tier = "premium"): InstanceSpec 
 });
 const secrets = { gatewayToken: new Secret("t".repeat(40)), llmApiKey: new Secret("k") };
 
-async function createToReady(d: RuntimeDriver, s: InstanceSpec): Promise<number> {
+/** The uids a driver's gateway runs as (for the CPU split). */
+const uidsOf = (d: RuntimeDriver, s: InstanceSpec): number[] =>
+  d === host ? [UID_BASE + s.slot] : [0, 1000].map((u) => 5_000_000 + s.slot * 65536 + u);
+
+/**
+ * create + start + /readyz. With `settle`: "after-ready" as the reconciler does it, "at-start"
+ * to hold the gateway at its steady quota from the beginning.
+ */
+async function createToReady(
+  d: RuntimeDriver,
+  s: InstanceSpec,
+  settle?: "after-ready" | "at-start",
+): Promise<{ ms: number; detail: string }> {
+  const snap0 = await cpuSnapshot();
   const t0 = performance.now();
   await d.create(s);
   const st = await d.start(s, secrets);
+  const spawned = performance.now() - t0;
+  if (settle === "at-start") await containers.settle(s);
   await waitReady(st.url!, { timeoutMs: 300_000, intervalMs: 100 });
-  return performance.now() - t0;
+  const ms = performance.now() - t0;
+  if (settle === "after-ready") {
+    // settle() must change the CPU quota and nothing else (runc update skips devices).
+    const devices = () => readFile(join(cgDir("devices", s.name), "devices.list"), "utf8");
+    const before = await devices();
+    await containers.settle(s);
+    const quota = Number(await readFile(join(cgDir("cpu", s.name), "cpu.cfs_quota_us"), "utf8"));
+    if ((await devices()) !== before || quota !== Math.round(cpuQuota(s.plan.cpus) * CPU_PERIOD_US))
+      throw new Error(`settle() of ${s.name} left quota ${quota} or changed devices.list`);
+  }
+  const cpu = splitCpu(snap0, await cpuSnapshot(), uidsOf(d, s));
+  const t = st.pid ? await cpuThrottling(st.pid) : undefined;
+  const thr = t
+    ? `throttled ${t.throttled}/${t.periods} periods (${(t.throttledMs / 1000).toFixed(1)} s)`
+    : "";
+  return {
+    ms,
+    detail: `spawned at ${(spawned / 1000).toFixed(2)} s; ${formatSplit(cpu)} ${thr}`,
+  };
 }
 
-async function p99(url: string): Promise<{ p50: number; p99: number }> {
+/** Latencies (ms) of `n` sequential GET /healthz. */
+async function latencies(url: string, n: number): Promise<number[]> {
   const xs: number[] = [];
-  for (let i = 0; i < requests; i++) {
+  for (let i = 0; i < n; i++) {
     const t0 = performance.now();
     const r = await fetch(`${url}/healthz`);
     await r.arrayBuffer();
     xs.push(performance.now() - t0);
   }
-  xs.sort((a, b) => a - b);
-  return { p50: xs[Math.floor(xs.length * 0.5)]!, p99: xs[Math.floor(xs.length * 0.99)]! };
+  return xs;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * p)]!;
+
+const cgDir = (controller: string, name: string) => join("/sys/fs/cgroup", controller, CGROUP_PARENT, name);
+
+/** Writes a CPU quota (cores) and CFS period into a tenant's cpu cgroup. */
+async function setCpu(name: string, cores: number, periodUs: number): Promise<void> {
+  const dir = cgDir("cpu", name);
+  await writeFile(join(dir, "cpu.cfs_quota_us"), "-1");
+  await writeFile(join(dir, "cpu.cfs_period_us"), String(periodUs));
+  await writeFile(join(dir, "cpu.cfs_quota_us"), String(Math.round(cores * periodUs)));
+}
+
+const cpuUsageNs = async (name: string) =>
+  Number((await readFile(join(cgDir("cpuacct", name), "cpuacct.usage"), "utf8")).trim());
+
+// The host-process driver's gateways reach loopback only, as the containers reach only their bridge.
+const unblock = await blockEgress("ckbench_sb_noegress", { first: UID_BASE, last: UID_BASE + 999 });
 const hostMs: number[] = [];
 const ctrMs: number[] = [];
+const ctrCappedMs: number[] = [];
 const kept: string[] = [];
+const hostCores = (await import("node:os")).availableParallelism();
 try {
+  const premium = planFor("premium").cpus;
+  process.stderr.write(
+    `premium plan ${premium} cpus on ${hostCores} cores: start quota ${startCpuQuota(premium)}, steady quota ${cpuQuota(premium)}, period ${CPU_PERIOD_US / 1000} ms\n`,
+  );
   for (let i = 0; i < rounds; i++) {
     const h = `bh${i}`;
-    hostMs.push(await createToReady(host, spec(h, i, "starter")));
+    const hr = await createToReady(host, spec(h, i, "starter"));
+    hostMs.push(hr.ms);
     await host.delete(h);
+    const cc = `bk${i}`;
+    const cr = await createToReady(containers, spec(cc, SLOT0 + 2 * i + 1), "at-start");
+    ctrCappedMs.push(cr.ms);
+    await containers.delete(cc);
     const c = `bc${i}`;
-    ctrMs.push(await createToReady(containers, spec(c, 10 + i)));
+    const r = await createToReady(containers, spec(c, SLOT0 + 2 * i), "after-ready");
+    ctrMs.push(r.ms);
     kept.push(c);
+    if (kept.length > 2) await containers.delete(kept.shift()!);
     process.stderr.write(
-      `round ${i + 1}/${rounds}: host ${(hostMs[i]! / 1000).toFixed(1)} s, container ${(ctrMs[i]! / 1000).toFixed(1)} s\n`,
+      `round ${i + 1}/${rounds}:\n  host               ${(hr.ms / 1000).toFixed(1)} s; ${hr.detail}\n  container capped   ${(cr.ms / 1000).toFixed(1)} s; ${cr.detail}\n  container shipped  ${(r.ms / 1000).toFixed(1)} s; ${r.detail}\n`,
     );
   }
   const hm = median(hostMs);
   const cm = median(ctrMs);
+  const km = median(ctrCappedMs);
+  const list = (xs: number[]) => xs.map((x) => (x / 1000).toFixed(1)).join(", ");
   console.log(
-    `host-process driver create-to-ready   median ${(hm / 1000).toFixed(2)} s (${hostMs.map((x) => (x / 1000).toFixed(1)).join(", ")})`,
+    `host-process driver create-to-ready         median ${(hm / 1000).toFixed(2)} s (${list(hostMs)})`,
   );
   console.log(
-    `container driver create-to-ready      median ${(cm / 1000).toFixed(2)} s (${ctrMs.map((x) => (x / 1000).toFixed(1)).join(", ")})`,
+    `container driver create-to-ready            median ${(cm / 1000).toFixed(2)} s (${list(ctrMs)})`,
   );
-  console.log(`ratio container / host                ${(cm / hm).toFixed(3)}  (target < 1.10)`);
+  console.log(
+    `container, steady quota from the start      median ${(km / 1000).toFixed(2)} s (${list(ctrCappedMs)})`,
+  );
+  console.log(`ratio container / host                      ${(cm / hm).toFixed(3)}  (target < 1.10)`);
+  console.log(`ratio container at steady quota / host      ${(km / hm).toFixed(3)}`);
 
   if (kept.length >= 2) {
     const [a, b] = kept as [string, string];
-    const bUrl = containers.urlFor(spec(b, 11));
-    await new Promise((r) => setTimeout(r, 5000)); // let post-start work settle
-    const idle = await p99(bUrl);
+    const bUrl = containers.urlFor(spec(b, SLOT0 + 2 * (rounds - 1)));
+    await sleep(5000); // let post-start work settle
     // A CPU hog in A: as many spinning processes as A's plan has CPUs.
-    const cpus = planFor("premium").cpus;
-    const hogs = Array.from({ length: cpus }, () =>
-      containers
-        .exec(a, [runtime.nodeBin, "-e", "const end=Date.now()+120000;while(Date.now()<end){}"])
-        .catch(() => ""),
-    );
-    await new Promise((r) => setTimeout(r, 2000));
-    const busy = await p99(bUrl);
-    await containers.exec(a, ["pkill", "-f", "while\\(Date"], {}).catch(() => "");
-    await Promise.race([Promise.all(hogs), new Promise((r) => setTimeout(r, 5000))]);
+    const spin = "const end=Date.now()+60000;while(Date.now()<end){}";
+    const hog = () =>
+      Array.from({ length: premium }, () =>
+        containers.exec(a, [runtime.nodeBin, "-e", spin]).catch(() => ""),
+      );
+    const stopHog = async (hogs: Array<Promise<string>>) => {
+      await containers.exec(a, ["pkill", "-f", "while\\(Date"]).catch(() => "");
+      await Promise.race([Promise.all(hogs), sleep(5000)]);
+    };
+    const parentShares = join("/sys/fs/cgroup/cpu", CGROUP_PARENT, "cpu.shares");
+    const shares0 = (await readFile(parentShares, "utf8")).trim();
+    const steady = cpuQuota(premium);
+    /**
+     * Each row's settings go into both tenants' cgroups (a policy applies to every tenant);
+     * `demoteA` rows are what-ifs of a policy that demotes a tenant found spinning at its quota,
+     * written into A's cgroup only.
+     */
+    const variants: Array<{
+      label: string;
+      cores: number;
+      periodUs: number;
+      parentShares?: number;
+      demoteA?: { shares?: number; idle?: boolean };
+      noHog?: boolean;
+    }> = [
+      { label: "control: no hog (noise floor)", cores: steady, periodUs: CPU_PERIOD_US, noHog: true },
+      { label: `${steady} core / 100 ms`, cores: steady, periodUs: 100_000 },
+      { label: `${steady} core / 10 ms`, cores: steady, periodUs: 10_000 },
+      { label: `${premium} cores / 100 ms`, cores: premium, periodUs: 100_000 },
+      { label: `${premium} cores / 10 ms`, cores: premium, periodUs: 10_000 },
+      {
+        label: `${steady} core / 100 ms, parent shares 256`,
+        cores: steady,
+        periodUs: 100_000,
+        parentShares: 256,
+      },
+      {
+        label: `${steady} core / 10 ms, parent shares 256`,
+        cores: steady,
+        periodUs: 10_000,
+        parentShares: 256,
+      },
+      {
+        label: `${steady} core / 100 ms, A shares 64`,
+        cores: steady,
+        periodUs: 100_000,
+        demoteA: { shares: 64 },
+      },
+      {
+        label: `${steady} core / 100 ms, A cpu.idle`,
+        cores: steady,
+        periodUs: 100_000,
+        demoteA: { idle: true },
+      },
+      {
+        label: `${premium} cores / 100 ms, A cpu.idle`,
+        cores: premium,
+        periodUs: 100_000,
+        demoteA: { idle: true },
+      },
+    ];
+    // An idle group takes no shares (EINVAL): idle first, shares only for a non-idle one.
+    const setA = async (shares: number, idle: boolean) => {
+      await writeFile(join(cgDir("cpu", a), "cpu.idle"), idle ? "1" : "0");
+      if (!idle) await writeFile(join(cgDir("cpu", a), "cpu.shares"), String(shares));
+    };
+    const rows: string[] = [];
+    try {
+      for (const v of variants) {
+        for (const n of [a, b]) await setCpu(n, v.cores, v.periodUs);
+        await writeFile(parentShares, String(v.parentShares ?? shares0));
+        await setA(v.demoteA?.shares ?? 1024, v.demoteA?.idle ?? false);
+        const idle: number[] = [];
+        const busy: number[] = [];
+        let hogCores = 0;
+        for (let block = 0; block < BLOCKS; block++) {
+          idle.push(...(await latencies(bUrl, requests / BLOCKS)));
+          const hogs = v.noHog ? [] : hog();
+          await sleep(1500);
+          if (!v.noHog) {
+            const n = Number(
+              (await containers.exec(a, ["pgrep", "-c", "-f", "while\\(Date"]).catch(() => "0")).trim(),
+            );
+            if (n !== premium) process.stderr.write(`  (only ${n} of ${premium} hogs running)\n`);
+          }
+          const u0 = await cpuUsageNs(a);
+          const t0 = performance.now();
+          busy.push(...(await latencies(bUrl, requests / BLOCKS)));
+          hogCores += ((await cpuUsageNs(a)) - u0) / 1e6 / (performance.now() - t0) / BLOCKS;
+          await stopHog(hogs);
+          await sleep(1000);
+        }
+        const i99 = pct(idle, 0.99);
+        const b99 = pct(busy, 0.99);
+        rows.push(
+          `${v.label.padEnd(42)} idle p50 ${pct(idle, 0.5).toFixed(2)} p99 ${i99.toFixed(2)} ms | busy p50 ${pct(busy, 0.5).toFixed(2)} p99 ${b99.toFixed(2)} ms | A used ${hogCores.toFixed(2)} cores | ratio ${(b99 / i99).toFixed(3)}`,
+        );
+        process.stderr.write(`${rows.at(-1)}\n`);
+      }
+    } finally {
+      await writeFile(parentShares, shares0).catch(() => {});
+      await setA(1024, false).catch(() => {});
+    }
     console.log(
-      `B /healthz with A idle                p50 ${idle.p50.toFixed(2)} ms  p99 ${idle.p99.toFixed(2)} ms (${requests} requests)`,
+      `noisy neighbour: B /healthz p99 with A hogging ${premium} CPUs vs A idle (${requests} requests each, target <= 1.2):`,
     );
-    console.log(
-      `B /healthz with A hogging ${cpus} CPUs     p50 ${busy.p50.toFixed(2)} ms  p99 ${busy.p99.toFixed(2)} ms`,
-    );
-    console.log(`ratio p99 busy / idle                 ${(busy.p99 / idle.p99).toFixed(3)}  (target <= 1.2)`);
+    for (const r of rows) console.log(`  ${r}`);
   }
 } finally {
   for (const c of kept) await containers.delete(c).catch(() => {});
-  for (let i = 0; i < rounds; i++) await host.delete(`bh${i}`).catch(() => {});
+  for (let i = 0; i < rounds; i++) {
+    await host.delete(`bh${i}`).catch(() => {});
+    await containers.delete(`bk${i}`).catch(() => {});
+    await containers.delete(`bc${i}`).catch(() => {});
+  }
   for (let s = 0; s < rounds; s++)
     for (const pid of await pidsOfUid(UID_BASE + s)) process.kill(pid, "SIGKILL");
   await containers.shutdown();
   await removeRuleset(net).catch(() => {});
   await removeBridge(net).catch(() => {});
   await execFile(["umount", join(home, "secrets")]).catch(() => {});
+  await unblock();
   await provider.close();
   await rm(home, { recursive: true, force: true });
 }

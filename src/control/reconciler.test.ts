@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { Secret } from "../core/secret.ts";
+import { probe } from "../openclaw/probe.ts";
 import { FakeDriver } from "../runtime/fake/driver.ts";
 import { openDatabase } from "../store/db.ts";
 import { TenantStore } from "../store/tenants.ts";
@@ -236,4 +237,82 @@ test("a running instance that reports a missing part is repaired by start(), its
     assert.equal((await d.status("ent")).pid, pid, "the running gateway was kept");
     assert.ok(cp.store.events(tenant.id).some((e) => e.type === "repaired"));
   });
+});
+
+/** A fake driver with settle() (the start-quota hand-back), recording what it saw. */
+function settlingDriver() {
+  const d = new FakeDriver();
+  const seen: Array<{ name: string; ready: boolean }> = [];
+  let failures = 0;
+  const driver = Object.assign(d, {
+    failSettle(n: number) {
+      failures = n;
+    },
+    async settle(spec: { name: string }) {
+      const st = await d.status(spec.name);
+      const ready = st.url ? (await probe(st.url)).ok : false;
+      seen.push({ name: spec.name, ready });
+      if (failures > 0) {
+        failures--;
+        throw new Error("injected settle failure");
+      }
+    },
+  });
+  return { driver, seen };
+}
+
+test("a started gateway is settled to its steady quota once ready, before it counts as running", async () => {
+  const { driver: d, seen } = settlingDriver();
+  let runningAtSettle: string | undefined;
+  const settle = d.settle.bind(d);
+  await withPlane({ driver: d }, async (cp) => {
+    d.settle = async (spec) => {
+      runningAtSettle = cp.store.get(spec.name)?.actual;
+      return settle(spec);
+    };
+    await cp.tenants.create({ name: "quota", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("quota")?.actual === "running", 5000, "running");
+    assert.deepEqual(seen, [{ name: "quota", ready: true }], "settled once, after /readyz answered");
+    assert.equal(runningAtSettle, "starting", "settled before it was marked running");
+    // Control: a pass over a running tenant settles nothing again.
+    cp.reconciler.kick();
+    await cp.reconciler.idle();
+    assert.equal(seen.length, 1);
+  });
+});
+
+test("a gateway that cannot be settled is not kept: the start attempt fails and is retried", async () => {
+  const { driver: d, seen } = settlingDriver();
+  d.failSettle(1);
+  await withPlane({ driver: d, startAttempts: 2 }, async (cp) => {
+    const { tenant } = await cp.tenants.create({ name: "capfail", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("capfail")?.actual === "running", 5000, "running");
+    assert.equal(d.count("start", "capfail"), 2);
+    assert.equal(d.count("stop", "capfail"), 1, "the unsettled gateway was stopped");
+    assert.equal(seen.length, 2);
+    assert.ok(cp.store.events(tenant.id).some((e) => e.type === "start_failed" && /settle/.test(e.message)));
+  });
+});
+
+test("a restarted control plane settles the running gateways it adopts", async () => {
+  const { driver: d, seen } = settlingDriver();
+  const store = new TenantStore(openDatabase(":memory:"));
+  const first = makeControlPlane({ driver: d, store });
+  await first.tenants.create({ name: "adopted", tier: "premium" });
+  await first.reconciler.start();
+  await eventually(() => store.get("adopted")?.actual === "running");
+  await first.reconciler.stop();
+  assert.equal(seen.length, 1);
+  const second = makeControlPlane({ driver: d, store });
+  try {
+    await second.reconciler.start();
+    await second.reconciler.idle();
+    assert.equal(seen.length, 2, "settled again on adoption (idempotent)");
+    assert.equal(d.count("start", "adopted"), 1, "not started again");
+  } finally {
+    await second.reconciler.stop();
+    await d.closeAll();
+  }
 });

@@ -32,6 +32,14 @@ export interface ReconcilerOptions {
   log: Logger;
 }
 
+/**
+ * A driver whose start() may give a gateway more CPU than its plan's steady quota, so that it
+ * starts as fast as a bare process would, and takes it back in settle() once the gateway is ready.
+ * settle() is idempotent and does nothing for an instance that does not run. Optional: a driver
+ * without it runs its gateways at one quota throughout.
+ */
+type Settling = { settle?: (spec: InstanceSpec, signal?: AbortSignal) => Promise<void> };
+
 interface CrashState {
   crashes: number;
   notBefore: number;
@@ -158,6 +166,12 @@ export class Reconciler {
         continue;
       }
       if (inst.state === "running") {
+        // Its start may have been cut short between ready and settle: a running tenant that was
+        // ready goes back to its steady quota (one that was still starting is settled once ready).
+        if (t.actual === "running")
+          await this.#settle(t).catch((err: unknown) =>
+            log.error({ err, tenant: t.name }, "cannot set the adopted gateway's steady CPU quota"),
+          );
         store.addEvent(t.id, "adopted", `adopted running gateway pid ${inst.pid}`, this.#clock());
         log.info({ tenant: t.name, pid: inst.pid }, "adopted running gateway");
       }
@@ -237,6 +251,7 @@ export class Reconciler {
       if (t.actual !== "running") {
         // Adopted mid-start, or resumed: running but not yet confirmed ready.
         await waitReady(st.url!, { timeoutMs: this.#o.readyTimeoutMs, signal, alive: () => this.#alive(t) });
+        await this.#settle(t, signal);
         this.#setActual(t, "running", null);
         this.#event(t, "ready", `gateway ready at ${st.url}`);
       }
@@ -275,6 +290,10 @@ export class Reconciler {
     return Math.min(base * 2 ** (n - 1), this.#o.backoffMaxMs ?? 60_000);
   }
 
+  async #settle(t: Tenant, signal?: AbortSignal): Promise<void> {
+    await (this.#o.driver as RuntimeDriver & Settling).settle?.(this.specFor(t), signal);
+  }
+
   async #alive(t: Tenant): Promise<boolean> {
     return (await this.#o.driver.status(t.name)).state === "running";
   }
@@ -310,6 +329,8 @@ export class Reconciler {
             signal,
             alive: () => this.#alive(t),
           });
+          // Back to the plan's steady CPU quota; a gateway that cannot be capped is not kept.
+          await this.#settle(t, signal);
           const secs = ((this.#clock() - began) / 1000).toFixed(1);
           this.#setActual(t, "running", null);
           this.#event(t, "ready", `gateway ready at ${st.url} after ${secs} s (attempt ${attempt})`);

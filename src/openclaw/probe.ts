@@ -14,22 +14,35 @@ export async function probe(url: string, path = "/readyz", timeoutMs = 2000): Pr
 }
 
 /**
- * Polls `/readyz` until it answers 200. Gives up early when `alive()` says the process is gone,
- * when the timeout passes, or when the signal aborts.
+ * Polls `/readyz` every `intervalMs` (default 100) until it answers 200. Gives up early when
+ * `alive()` says the process is gone, when the timeout passes, or when the signal aborts.
+ * `alive()` is asked at most every `aliveEveryMs` (default 1000) and only after a failed probe:
+ * a start takes ~15-30 s, and a driver's status (a runc call, /proc reads) on every probe costs
+ * the starting gateway CPU for nothing.
  */
 export async function waitReady(
   url: string,
-  opts: { timeoutMs: number; signal?: AbortSignal; alive?: () => Promise<boolean>; intervalMs?: number },
+  opts: {
+    timeoutMs: number;
+    signal?: AbortSignal;
+    alive?: () => Promise<boolean>;
+    intervalMs?: number;
+    aliveEveryMs?: number;
+  },
 ): Promise<void> {
   const deadline = Date.now() + opts.timeoutMs;
+  const aliveEvery = opts.aliveEveryMs ?? 1000;
+  let aliveAt = Date.now();
   let last = "not probed yet";
   while (Date.now() < deadline) {
     opts.signal?.throwIfAborted();
     const r = await probe(url);
     if (r.ok) return;
     last = r.reason;
-    if (opts.alive && !(await opts.alive())) {
-      throw new ClawkeepError("runtime_failed", `gateway exited before it was ready (last probe: ${last})`);
+    if (opts.alive && Date.now() - aliveAt >= aliveEvery) {
+      aliveAt = Date.now();
+      if (!(await opts.alive()))
+        throw new ClawkeepError("runtime_failed", `gateway exited before it was ready (last probe: ${last})`);
     }
     await new Promise((res) => setTimeout(res, opts.intervalMs ?? 100));
   }

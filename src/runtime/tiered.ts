@@ -50,6 +50,14 @@ export class TieredDriver implements RuntimeDriver {
     return this.#byTier[spec.tier].start(spec, secrets, signal);
   }
 
+  /** Passes the reconciler's "ready: back to the steady CPU quota" to the tier's driver, if it has one. */
+  async settle(spec: InstanceSpec, signal?: AbortSignal): Promise<void> {
+    const d = this.#byTier[spec.tier] as RuntimeDriver & {
+      settle?: (spec: InstanceSpec, signal?: AbortSignal) => Promise<void>;
+    };
+    await d.settle?.(spec, signal);
+  }
+
   async stop(name: string, signal?: AbortSignal): Promise<void> {
     for (const d of this.#all) await d.stop(name, signal);
   }

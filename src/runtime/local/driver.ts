@@ -54,13 +54,28 @@ import type { EgressRegistry, TenantVolumes } from "./types.ts";
 
 export type OciRuntimeName = "runc" | "crun";
 
+/** CFS period of every tenant's CPU quota, in µs. */
+export const CPU_PERIOD_US = 100_000;
+
 /**
- * A tenant's CPU quota: the plan's, but never every core of the host, so one tenant spinning
- * cannot starve its neighbours' gateways (measured by bench/sandbox.ts: with the full 2 of 2
- * cores a hog raised a neighbour's p99 by ~1.5x).
+ * A tenant's CPU quota once its gateway is ready: the plan's, but never every core of the host,
+ * so one tenant spinning takes at most hostCpus - 1 cores on average. It does not protect a
+ * neighbour's latency by itself: with 2 threads spinning, B's /healthz p99 rose ~1.6x at 1 core as
+ * at 2 (bench/sandbox.ts; a 10 ms CFS period made it worse). Only demoting the spinning tenant
+ * (cpu.idle) kept B within 1.2x there.
  */
 export function cpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
   return Math.max(0.5, Math.min(planCpus, hostCpus - 1));
+}
+
+/**
+ * A tenant's CPU quota while its gateway starts (from start() until settle()): the plan's, up to
+ * every core of the host. An OpenClaw start takes ~20-30 CPU-seconds and uses more than one core
+ * when it can; capped below that it starts measurably slower than a host process (bench/sandbox.ts).
+ * Starts are admitted one at a time, so at most one tenant holds this at once.
+ */
+export function startCpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
+  return Math.max(cpuQuota(planCpus, hostCpus), Math.min(planCpus, hostCpus));
 }
 
 /** runc works on hybrid (v1) cgroups; crun needs a cgroup v2 host. Picks what this host can run. */
@@ -560,7 +575,9 @@ export class ContainerDriver implements RuntimeDriver {
         { destination: "/run", sizeBytes: 16 * 1024 * 1024 },
       ],
       memoryBytes: spec.plan.memoryBytes,
-      cpus: cpuQuota(spec.plan.cpus),
+      // The start runs with the start quota; settle() takes it down to the steady one.
+      cpus: startCpuQuota(spec.plan.cpus),
+      cpuPeriodUs: CPU_PERIOD_US,
       pids: spec.plan.pids,
       cgroupsPath: `/${this.#o.cgroupParent}/${name}`,
     });
@@ -612,6 +629,20 @@ export class ContainerDriver implements RuntimeDriver {
     if (model) await this.#startModel(name, spec, model);
     this.#o.log?.info({ tenant: name, container: id, runtime: this.#o.oci }, "container started");
     return this.status(name);
+  }
+
+  /**
+   * The gateway is ready: its CPU quota goes from the start quota to the steady one
+   * (cpuQuota of its plan). Idempotent; nothing to do for an instance that does not run.
+   */
+  async settle(spec: InstanceSpec, signal?: AbortSignal): Promise<void> {
+    const name = parseTenantName(spec.name);
+    if ((await this.#state(name)).state !== "running") return;
+    const quota = Math.round(cpuQuota(spec.plan.cpus) * CPU_PERIOD_US);
+    await this.#oci(
+      ["update", "--cpu-period", String(CPU_PERIOD_US), "--cpu-quota", String(quota), this.#id(name)],
+      signal ? { signal } : {},
+    );
   }
 
   async stop(name: string, signal?: AbortSignal): Promise<void> {

@@ -80,7 +80,10 @@ export interface ContainerInput {
   /** tmpfs mounts with a size limit in bytes. */
   tmpfs: Array<{ destination: string; sizeBytes: number }>;
   memoryBytes: number;
+  /** CPU quota in cores, per CFS period. */
   cpus: number;
+  /** CFS period in µs (default 100 000). */
+  cpuPeriodUs?: number;
   pids: number;
   cgroupsPath: string;
   /** A named network namespace to join, or undefined for a new one owned by the container. */
@@ -182,7 +185,9 @@ export function renderOciSpec(i: ContainerInput): OciSpec {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
       throw new ClawkeepError("invalid_request", `bad environment name ${k}`);
   }
-  const period = 100_000;
+  const period = i.cpuPeriodUs ?? 100_000;
+  if (!Number.isInteger(period) || period < 1000 || period > 1_000_000)
+    throw new ClawkeepError("invalid_request", `bad CFS period ${period}`);
   return {
     ociVersion: "1.0.2",
     process: {

@@ -39,8 +39,6 @@ export function renderTenantLimits(l: TenantLimits): {
     throw new CgroupError("invalid_request", `memory limit ${l.memoryBytes} is below 16 MiB or not whole`);
   if (!Number.isInteger(l.pids) || l.pids < 8)
     throw new CgroupError("invalid_request", `pids limit ${l.pids} is below 8`);
-  if (!(l.cpus > 0) || l.cpus > 1024)
-    throw new CgroupError("invalid_request", `cpu quota ${l.cpus} is out of range`);
   return {
     // memsw (memory + swap) must never be below the memory limit: set memory first when lowering.
     memory: [
@@ -48,11 +46,18 @@ export function renderTenantLimits(l: TenantLimits): {
       ["memory.memsw.limit_in_bytes", String(l.memoryBytes)],
     ],
     pids: [["pids.max", String(l.pids)]],
-    cpu: [
-      ["cpu.cfs_period_us", String(CFS_PERIOD)],
-      ["cpu.cfs_quota_us", String(Math.round(l.cpus * CFS_PERIOD))],
-    ],
+    cpu: renderCpuLimit(l.cpus),
   };
+}
+
+/** The cpu controller's files for a quota of `cpus` cores, in order. Pure. */
+export function renderCpuLimit(cpus: number): Array<[string, string]> {
+  if (!(cpus > 0) || cpus > 1024)
+    throw new CgroupError("invalid_request", `cpu quota ${cpus} is out of range`);
+  return [
+    ["cpu.cfs_period_us", String(CFS_PERIOD)],
+    ["cpu.cfs_quota_us", String(Math.round(cpus * CFS_PERIOD))],
+  ];
 }
 
 /** Detects the cgroup layout: "v1" (hybrid or legacy, what the pool driver supports) or "v2". */
@@ -137,6 +142,14 @@ export class TenantCgroup {
     }
     for (const [f, v] of w.pids) await writeFile(join(this.dir("pids"), f), v);
     for (const [f, v] of w.cpu) await writeFile(join(this.dir("cpu"), f), v);
+  }
+
+  /**
+   * Sets only the CPU quota (cores per CFS period), e.g. from the start quota down to the plan's
+   * once the gateway is ready. The cgroup must exist (ensure()).
+   */
+  async setCpu(cpus: number): Promise<void> {
+    for (const [f, v] of renderCpuLimit(cpus)) await writeFile(join(this.dir("cpu"), f), v);
   }
 
   /** Pids of every process in the tenant's cgroup (memory controller; a tenant cannot leave it). */

@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { planFor } from "../core/plans.ts";
+import { Secret } from "../core/secret.ts";
+import type { Tier } from "../core/tenant.ts";
+import { FakeDriver } from "./fake/driver.ts";
+import { TieredDriver } from "./tiered.ts";
+import type { InstanceSpec } from "./types.ts";
+
+const spec = (name: string, tier: Tier, slot: number): InstanceSpec => ({
+  tenantId: `tnt_${name}`,
+  name,
+  tier,
+  slot,
+  plan: planFor(tier),
+  llm: { baseUrl: "http://127.0.0.1:9/v1", model: "m" },
+});
+const secrets = { gatewayToken: new Secret("t".repeat(32)), llmApiKey: new Secret("k") };
+
+/** A fake that, like the container driver, hands a start's extra CPU back in settle(). */
+class SettlingFake extends FakeDriver {
+  readonly settled: string[] = [];
+  async settle(s: InstanceSpec): Promise<void> {
+    this.settled.push(s.name);
+  }
+}
+
+test("the tiered driver routes by tier, finds instances by name, and passes settle() to the tier's driver", async () => {
+  const pools = new FakeDriver();
+  const containers = new SettlingFake();
+  const d = new TieredDriver({ starter: pools, premium: containers, enterprise: containers });
+  try {
+    await d.create(spec("s1", "starter", 1));
+    await d.start(spec("s1", "starter", 1), secrets);
+    await d.create(spec("p1", "premium", 2));
+    await d.start(spec("p1", "premium", 2), secrets);
+    assert.equal(pools.count("start", "s1"), 1);
+    assert.equal(containers.count("start", "p1"), 1);
+    assert.equal((await d.status("p1")).state, "running");
+    assert.deepEqual(
+      (await d.list()).map((i) => i.name),
+      ["p1", "s1"],
+    );
+    await d.settle(spec("p1", "premium", 2));
+    await d.settle(spec("s1", "starter", 1)); // its driver has no settle(): nothing to do
+    assert.deepEqual(containers.settled, ["p1"]);
+  } finally {
+    await pools.closeAll();
+    await containers.closeAll();
+  }
+});
