@@ -11,7 +11,7 @@
  *     control row that runs no hog (the ratio's noise floor). Idle and busy are measured in
  *     alternating blocks so drift in the machine's load hits both.
  * Storage is plain directories for both drivers, so the ratios are the sandbox's own cost.
- * The bridge (ckbbr0), nftables table (clawkeep_bench), addresses (198.18/16) and slots (900+)
+ * The bridge (ckbbr0), nftables table (clawkeep_bench), addresses (10.221/16) and slots (900+)
  * are the benchmark's own.
  *
  *   npx tsx bench/sandbox.ts [rounds=2] [requests=2000]
@@ -60,7 +60,7 @@ const net: NetworkConfig = {
   ...DEFAULT_NETWORK,
   bridge: "ckbbr0",
   table: "clawkeep_bench",
-  prefix16: "198.18",
+  prefix16: "10.221",
 };
 
 const runtime = await ensureRuntime(loadSettings());

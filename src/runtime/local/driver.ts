@@ -59,10 +59,10 @@ export const CPU_PERIOD_US = 100_000;
 
 /**
  * A tenant's CPU quota once its gateway is ready: the plan's, but never every core of the host,
- * so one tenant spinning takes at most hostCpus - 1 cores on average. It does not protect a
- * neighbour's latency by itself: with 2 threads spinning, B's /healthz p99 rose ~1.6x at 1 core as
- * at 2 (bench/sandbox.ts; a 10 ms CFS period made it worse). Only demoting the spinning tenant
- * (cpu.idle) kept B within 1.2x there.
+ * so one tenant spinning takes at most hostCpus - 1 cores on average. It does not bound a
+ * neighbour's latency by itself: with A spinning on 2 threads, B's /healthz p99 rose 1.26-1.66x
+ * at 1 core of 2, no better at 2 cores or with a 10 ms CFS period (bench/sandbox.ts, three runs);
+ * A in cpu.idle (demoted) kept B at 0.5-1.35x.
  */
 export function cpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
   return Math.max(0.5, Math.min(planCpus, hostCpus - 1));

@@ -1,7 +1,16 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { execFile } from "../../lib/exec.ts";
-import { DEFAULT_NETWORK, hostIf, renderRuleset, tenantAddress } from "./network.ts";
+import {
+  DEFAULT_NETWORK,
+  ensureBridge,
+  hostIf,
+  type NetworkConfig,
+  removeBridge,
+  renderRuleset,
+  routeInTenantRange,
+  tenantAddress,
+} from "./network.ts";
 
 const tenants = [
   { name: "a", slot: 0, airGapped: false },
@@ -58,4 +67,47 @@ test("nft accepts the rendered ruleset (check mode)", {
 }, async () => {
   await execFile(["nft", "-c", "-f", "-"], { input: renderRuleset(DEFAULT_NETWORK, tenants) });
   await execFile(["nft", "-c", "-f", "-"], { input: renderRuleset(DEFAULT_NETWORK, []) });
+});
+
+test("a route is in the tenants' range when it is inside the /16 and at least as specific", () => {
+  const c = { ...DEFAULT_NETWORK, prefix16: "10.77" };
+  for (const dst of ["10.77.0.0/16", "10.77.3.0/24", "10.77.0.9"]) assert.ok(routeInTenantRange(c, dst), dst);
+  for (const dst of ["default", "10.0.0.0/8", "10.78.0.0/16", "110.77.0.0/16", "fd00::/64"])
+    assert.ok(!routeInTenantRange(c, dst), dst);
+});
+
+test("the bridge refuses a tenants' range another interface already routes (it would swallow the replies)", {
+  skip: process.getuid?.() !== 0 ? "needs root to add interfaces" : false,
+}, async () => {
+  const c: NetworkConfig = {
+    ...DEFAULT_NETWORK,
+    bridge: "ckrbr0",
+    prefix16: "10.77",
+    table: "clawkeep_rtest",
+  };
+  const other = "ckr-other0";
+  const cleanup = async () => {
+    await execFile(["ip", "link", "del", other]).catch(() => "");
+    await removeBridge(c).catch(() => {});
+  };
+  await cleanup();
+  try {
+    // Another interface on the same /16, as a bench or a killed test run could leave behind.
+    await execFile(["ip", "link", "add", other, "type", "bridge"]);
+    await execFile(["ip", "addr", "add", "10.77.0.1/16", "dev", other]);
+    await execFile(["ip", "link", "set", other, "up"]);
+    await assert.rejects(ensureBridge(c), (err: Error & { code?: string }) => {
+      assert.equal(err.code, "conflict");
+      assert.match(err.message, /10\.77\.0\.0\/16 is already routed to ckr-other0/);
+      return true;
+    });
+    // Control: with that interface gone the same bridge comes up, and again (idempotent).
+    await execFile(["ip", "link", "del", other]);
+    await ensureBridge(c);
+    await ensureBridge(c);
+    const addrs = await execFile(["ip", "-4", "-o", "addr", "show", "dev", c.bridge]);
+    assert.match(addrs, /10\.77\.0\.1\/16/);
+  } finally {
+    await cleanup();
+  }
 });

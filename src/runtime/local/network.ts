@@ -227,9 +227,48 @@ async function linkExists(name: string): Promise<boolean> {
   }
 }
 
-/** Creates the host bridge with the host's address in the tenants' range. Idempotent. */
+/**
+ * Whether an IPv4 route destination ("a.b.c.d/len", or a bare address for a /32) lies inside the
+ * tenants' /16: as specific as it or more, so the kernel would pick it over the bridge's own route.
+ */
+export function routeInTenantRange(c: NetworkConfig, dst: string): boolean {
+  const [addr, len] = dst.split("/");
+  const m = IPV4_RE.exec(addr ?? "");
+  if (!m) return false;
+  const bits = len === undefined ? 32 : Number(len);
+  return bits >= 16 && `${m[1]}.${m[2]}` === c.prefix16;
+}
+
+/**
+ * Refuses a tenants' range that something else on the host already routes (another bridge on the
+ * same /16, a test network left behind by a killed run): replies to the tenants would leave by the
+ * other interface and every connection would time out in silence. Says which interface has it.
+ */
+export async function checkRangeFree(c: NetworkConfig): Promise<void> {
+  checkConfig(c);
+  const routes = JSON.parse(await execFile(["ip", "-j", "-4", "route", "show", "table", "all"])) as Array<{
+    dst?: string;
+    dev?: string;
+    type?: string;
+  }>;
+  const clash = routes.find(
+    (r) => r.dev && r.dev !== c.bridge && r.dst && routeInTenantRange(c, r.dst) && r.type !== "broadcast",
+  );
+  if (clash) {
+    throw new ClawkeepError(
+      "conflict",
+      `the tenants' range ${c.prefix16}.0.0/16 is already routed to ${clash.dev} (${clash.dst}), not to ${c.bridge}: remove that interface or choose another CLAWKEEP_TENANT_NET_PREFIX`,
+    );
+  }
+}
+
+/**
+ * Creates the host bridge with the host's address in the tenants' range. Idempotent. Refuses a
+ * range another interface already has (checkRangeFree).
+ */
 export async function ensureBridge(c: NetworkConfig): Promise<void> {
   checkConfig(c);
+  await checkRangeFree(c);
   if (!(await linkExists(c.bridge))) {
     await execFile(["ip", "link", "add", c.bridge, "type", "bridge"]);
   }
