@@ -12,8 +12,10 @@
  * Starter pool (the steady state); the resident's own create (which starts the pool) is printed
  * apart. CLAWKEEP_SANDBOX=off runs every tier as plain host processes; CLAWKEEP_EDGE=0 turns the
  * edge off. The platform runs with its own CLAWKEEP_HOME, uid range and tenant network prefix
- * 198.18, but on the platform's own bridge (ckbr0) and nftables table (clawkeep), which settings
- * cannot change: never run it together with the end-to-end tests.
+ * 10.222 (no test uses that /16: a bench killed mid-run once left its bridge on the container
+ * test's range, whose replies it then swallowed), but on the platform's own bridge (ckbr0) and
+ * nftables table (clawkeep), which settings cannot change: never run it together with the
+ * end-to-end tests.
  *
  *   npx tsx bench/provisioning.ts [rounds=3] [tier=starter]
  */
@@ -30,7 +32,6 @@ import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { gatewayArgs, renderGatewayEnv, renderOpenClawConfigFile } from "../src/openclaw/config.ts";
 import { probe } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
-import { ContainerDriver } from "../src/runtime/local/driver.ts";
 import type { PoolDriver } from "../src/runtime/pool/driver.ts";
 import { TieredDriver } from "../src/runtime/tiered.ts";
 import type { InstanceSpec, InstanceStatus } from "../src/runtime/types.ts";
@@ -168,7 +169,7 @@ const settings = loadSettings({
   CLAWKEEP_API_LISTEN: "127.0.0.1:0",
   CLAWKEEP_PORT_BASE: "34000",
   CLAWKEEP_UID_BASE: String(UID_BASE),
-  CLAWKEEP_TENANT_NET_PREFIX: process.env.CLAWKEEP_TENANT_NET_PREFIX || "198.18",
+  CLAWKEEP_TENANT_NET_PREFIX: process.env.CLAWKEEP_TENANT_NET_PREFIX || "10.222",
   CLAWKEEP_EDGE_LISTEN: process.env.CLAWKEEP_EDGE_LISTEN || "127.0.0.1:38443",
   CLAWKEEP_IDMAP_BASE: process.env.CLAWKEEP_IDMAP_BASE || "30000000",
 });
@@ -187,15 +188,16 @@ let quotaMode: "start" | "steady" = "start";
 type Settling = { settle?: (spec: InstanceSpec, signal?: AbortSignal) => Promise<void> };
 const settling = driver as typeof driver & Settling;
 /**
- * Until the Starter pool driver and TieredDriver carry settle() themselves, the benchmark wires
- * it as they would: a Starter gateway starts with its pool's CPU quota and settle() sets its
- * plan's; Premium/Enterprise go to ContainerDriver.settle().
+ * Until the Starter pool driver has settle() of its own, the benchmark wires it as it would: a
+ * Starter gateway starts with its pool's CPU quota and settle() sets its plan's (the other tiers
+ * go to the driver's own settle()).
  */
 let emulated = false;
-if (!settling.settle && driver instanceof TieredDriver) {
+const poolDriver = driver instanceof TieredDriver ? driver.driverFor("starter") : undefined;
+if (poolDriver && !(poolDriver as typeof poolDriver & Settling).settle) {
   emulated = true;
-  const pools = driver.driverFor("starter") as PoolDriver;
-  const containers = driver.driverFor("premium");
+  const pools = poolDriver as PoolDriver;
+  const settleOthers = settling.settle?.bind(driver);
   const poolCores = async (name: string): Promise<number | undefined> => {
     const cg = await pools.cgroupOf(name);
     if (!cg) return undefined;
@@ -208,7 +210,7 @@ if (!settling.settle && driver instanceof TieredDriver) {
     if (spec.tier === "starter") {
       const cg = await pools.cgroupOf(spec.name);
       if (cg && (await pools.status(spec.name)).state === "running") await cg.setCpu(spec.plan.cpus);
-    } else if (containers instanceof ContainerDriver) await containers.settle(spec, signal);
+    } else await settleOthers?.(spec, signal);
   };
   const start = driver.start.bind(driver);
   driver.start = async (spec, secrets, signal) => {

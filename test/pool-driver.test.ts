@@ -37,7 +37,7 @@ import {
   tenantAddress,
 } from "../src/runtime/local/network.ts";
 import { LocalVolumes } from "../src/runtime/local/volume.ts";
-import { PoolDriver } from "../src/runtime/pool/driver.ts";
+import { PoolDriver, startQuota } from "../src/runtime/pool/driver.ts";
 import { NetworkMembers, POOL_NFT_TABLE } from "../src/runtime/pool/network.ts";
 import { EncryptedPoolStorage, PlainPoolStorage, type PoolStorage } from "../src/runtime/pool/storage.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
@@ -573,6 +573,15 @@ describe("pool lifecycle with small gateways", { skip }, () => {
       (await readFile(join(cg.dir("pids"), "pids.max"), "utf8")).trim(),
       String(planFor("starter").pids),
     );
+    // CPU: the start ran with the pool's cores; settle() takes the gateway to its plan's one core.
+    const quota = async () =>
+      Number((await readFile(join(cg.dir("cpu"), "cpu.cfs_quota_us"), "utf8")).trim());
+    const plan = planFor("starter");
+    assert.equal(await quota(), Math.round(startQuota(plan.cpus, 2) * 100_000), "the start quota");
+    await small.settle(spec("f1", 0));
+    assert.equal(await quota(), plan.cpus * 100_000, "the plan's quota once settled");
+    await small.settle(spec("f1", 0));
+    assert.equal(await quota(), plan.cpus * 100_000, "settle is idempotent");
     const status = await readFile(`/proc/${st.pid}/status`, "utf8");
     assert.match(status, /^CapEff:\s+0000000000000000$/m);
     assert.match(status, /^NoNewPrivs:\s+1$/m);

@@ -15,6 +15,7 @@ import {
   symlink,
   writeFile,
 } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join, relative } from "node:path";
 import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
@@ -105,6 +106,16 @@ interface TenantRecord {
   pid: number | null;
   startTicks: number | null;
   startedAt: number | null;
+}
+
+/**
+ * A Starter tenant's CPU quota while its gateway starts (start() until settle()): every core its
+ * pool has, up to the host's. An OpenClaw start takes ~25 CPU-seconds and uses two cores when it
+ * can; at the plan's one core it took ~9 s longer (bench/provisioning.ts). The platform admits
+ * starts one at a time, so at most one tenant of a pool holds this at once.
+ */
+export function startQuota(planCpus: number, poolCpus: number, hostCpus = availableParallelism()): number {
+  return Math.max(planCpus, Math.min(poolCpus, hostCpus));
 }
 
 /** Container uid of the tenant with index i inside its pool. */
@@ -783,7 +794,12 @@ export class PoolDriver implements RuntimeDriver {
       // Leftovers of an earlier run (children of a killed gateway).
       await cg.kill("SIGKILL", 5000);
       await this.#killUid(hostUid, 5000);
-      await cg.ensure({ memoryBytes: spec.plan.memoryBytes, cpus: spec.plan.cpus, pids: spec.plan.pids });
+      // The start runs with the pool's cores (startQuota); settle() takes it to the plan's.
+      await cg.ensure({
+        memoryBytes: spec.plan.memoryBytes,
+        cpus: startQuota(spec.plan.cpus, pool.cpus),
+        pids: spec.plan.pids,
+      });
       const dir = await this.#o.storage.openTenant(pool.id, spec, hostUid, signal);
 
       const port = this.#port(rec.index);
@@ -1113,6 +1129,21 @@ export class PoolDriver implements RuntimeDriver {
   }
 
   /** The tenant's cgroup (tests, status). */
+  /**
+   * The gateway is ready: its CPU quota goes from the start quota (the pool's cores) down to its
+   * plan's. Idempotent; nothing to do for a tenant whose gateway does not run.
+   */
+  async settle(spec: InstanceSpec, signal?: AbortSignal): Promise<void> {
+    const name = parseTenantName(spec.name);
+    await this.#serial(async () => {
+      signal?.throwIfAborted();
+      const rec = await this.#tenant(name);
+      const pool = rec ? await this.#pool(rec.pool) : undefined;
+      if (!rec || !pool || !(await this.#alive(rec, pool))) return;
+      await this.#cgroup(rec).setCpu(spec.plan.cpus);
+    });
+  }
+
   async cgroupOf(name: string): Promise<TenantCgroup | undefined> {
     const rec = await this.#tenant(name);
     return rec ? this.#cgroup(rec) : undefined;
