@@ -12,17 +12,27 @@
  * Targets: edge+WAF keeps >= 50 % of the edge's throughput and adds < 2 ms to p99.
  * Needs root, nginx, libnginx-mod-http-modsecurity, modsecurity-crs and wrk.
  *
- *   npx tsx bench/edge.ts [--seconds 3] [--rounds 3] [--connections 16]
+ * The upstream is a trivial HTTP server by default (the edge's own cost, nothing else), or with
+ * `--upstream openclaw` a real OpenClaw gateway (a tenant, as the issue's benchmark names it:
+ * its authenticated GET /v1/models; no chat rows, a chat is an agent run, not an edge cost).
+ *
+ *   npx tsx bench/edge.ts [--seconds 3] [--rounds 3] [--connections 16] [--upstream trivial|openclaw]
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { loadSettings } from "../src/config/settings.ts";
 import { readCrsFiles, stockCrs } from "../src/edge/crs.ts";
 import { Edge } from "../src/edge/edge.ts";
 import { DEBIAN_EDGE_SYSTEM, renderEdge } from "../src/edge/render.ts";
 import { ensureSystemUser } from "../src/edge/user.ts";
 import { execFile } from "../src/lib/exec.ts";
+import { pidsOfUid } from "../src/lib/procfs.ts";
+import { startEchoProvider } from "../src/llm/echo-provider.ts";
+import { gatewayArgs, renderGatewayEnv, renderOpenClawConfigFile } from "../src/openclaw/config.ts";
+import { waitReady } from "../src/openclaw/probe.ts";
+import { ensureRuntime } from "../src/openclaw/runtime.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -32,6 +42,17 @@ const SECONDS = arg("seconds", 3);
 const ROUNDS = arg("rounds", 3);
 const CONNECTIONS = arg("connections", 16);
 const LATENCY_SECONDS = Math.max(2, Math.round(SECONDS * 0.75));
+const UPSTREAM_KIND = (() => {
+  const i = process.argv.indexOf("--upstream");
+  const v = i >= 0 ? process.argv[i + 1] : "trivial";
+  if (v !== "trivial" && v !== "openclaw") {
+    console.error(`--upstream must be trivial or openclaw, got ${v}`);
+    process.exit(2);
+  }
+  return v;
+})();
+const GATEWAY_UID = 202970;
+const GATEWAY_TOKEN = `ocgw_${"b".repeat(40)}`;
 const USER = "ck-edge-bench";
 const HOST = "bench.edge.bench";
 
@@ -66,6 +87,65 @@ async function freePort(): Promise<number> {
       return port;
     }
   }
+}
+
+/** A real OpenClaw gateway on loopback as the tenant behind the edge (run as its own uid). */
+async function startOpenClaw(
+  root: string,
+): Promise<{ child: ChildProcess; port: number; stop: () => Promise<void> }> {
+  const runtime = await ensureRuntime(loadSettings());
+  const provider = await startEchoProvider();
+  const port = await freePort();
+  const dir = join(root, "gateway");
+  const paths = {
+    stateDir: join(dir, "state"),
+    home: join(dir, "home"),
+    tmpDir: join(dir, "tmp"),
+    workspaceDir: join(dir, "workspace"),
+    configPath: join(dir, "state", "openclaw.json"),
+    logFile: join(dir, "state", "logs", "openclaw.log"),
+  };
+  for (const d of [dir, paths.stateDir, paths.home, paths.tmpDir, paths.workspaceDir]) {
+    await mkdir(d, { recursive: true, mode: 0o700 });
+    await chown(d, GATEWAY_UID, GATEWAY_UID);
+  }
+  await writeFile(
+    paths.configPath,
+    renderOpenClawConfigFile({
+      port,
+      bind: "loopback",
+      paths,
+      llm: { baseUrl: provider.url, model: provider.model },
+      // nginx connects from loopback and sets X-Forwarded-For: trust it, as gateways trust the edge.
+      trustedProxies: ["127.0.0.1"],
+    }),
+  );
+  const env = renderGatewayEnv({
+    port,
+    paths,
+    nodeBinDir: runtime.nodeBinDir,
+    gatewayToken: GATEWAY_TOKEN,
+    llmApiKey: "k",
+  });
+  const child = spawn(runtime.nodeBin, gatewayArgs(runtime.entry, port), {
+    env,
+    cwd: paths.home,
+    uid: GATEWAY_UID,
+    gid: GATEWAY_UID,
+    stdio: "ignore",
+  });
+  const stop = async () => {
+    for (const pid of await pidsOfUid(GATEWAY_UID)) process.kill(pid, "SIGKILL");
+    await provider.close();
+  };
+  process.stderr.write("starting an OpenClaw gateway as the upstream (~25 s)...\n");
+  try {
+    await waitReady(`http://127.0.0.1:${port}`, { timeoutMs: 180_000 });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { child, port, stop };
 }
 
 function startUpstream(): Promise<{ child: ChildProcess; port: number }> {
@@ -125,6 +205,7 @@ async function wrk(
     "--latency",
     "-H",
     `Host: ${HOST}`,
+    ...(UPSTREAM_KIND === "openclaw" && !script ? ["-H", `Authorization: Bearer ${GATEWAY_TOKEN}`] : []),
     ...(script ? ["-s", script] : []),
     url,
   ]);
@@ -182,7 +263,8 @@ await execFile(["wrk", "--version"]).catch((err: { stdout?: string }) => {
 const root = await mkdtemp("/tmp/clawkeep-edge-bench-");
 await chmod(root, 0o711);
 const user = await ensureSystemUser(USER);
-const upstream = await startUpstream();
+const upstream: { child: ChildProcess; port: number; stop?: () => Promise<void> } =
+  UPSTREAM_KIND === "openclaw" ? await startOpenClaw(root) : await startUpstream();
 const upstreamUrl = `http://127.0.0.1:${upstream.port}`;
 const stock = stockCrs(await readCrsFiles(DEBIAN_EDGE_SYSTEM.crsRulesDir), DEBIAN_EDGE_SYSTEM.crsRulesDir);
 const unlimited = {
@@ -214,13 +296,19 @@ async function edge(name: string, waf: boolean, crsRules?: string): Promise<{ ur
   return { url: `https://127.0.0.1:${e.listen.port}/v1/models?page=1`, pids };
 }
 
+const withChat = UPSTREAM_KIND === "trivial";
+console.log(
+  UPSTREAM_KIND === "openclaw"
+    ? "upstream: a real OpenClaw gateway (GET /v1/models with its token)"
+    : "upstream: a trivial HTTP server (the edge's own cost)",
+);
 try {
   const targets: Array<{ name: string; url: string; pids: number[]; chat: boolean }> = [
     { name: "direct", url: `${upstreamUrl}/v1/models?page=1`, pids: [], chat: false },
-    { name: "edge (TLS, no WAF)", ...(await edge("plain", false)), chat: true },
+    { name: "edge (TLS, no WAF)", ...(await edge("plain", false)), chat: withChat },
     { name: "edge + ModSec, no CRS", ...(await edge("engine", true, "# no CRS rules")), chat: false },
-    { name: "edge + WAF (tuned CRS)", ...(await edge("waf", true)), chat: true },
-    { name: "edge + WAF (stock CRS)", ...(await edge("stock", true, stock)), chat: true },
+    { name: "edge + WAF (tuned CRS)", ...(await edge("waf", true)), chat: withChat },
+    { name: "edge + WAF (stock CRS)", ...(await edge("stock", true, stock)), chat: withChat },
   ];
   const chatLua = join(root, "chat.lua");
   await writeFile(chatLua, chatScript(CHAT_BODY));
@@ -283,13 +371,16 @@ try {
   );
   console.log(`  edge+WAF stock CRS / edge         ${pct(stockRow.rps, plain.rps)}`);
   console.log(`  tuned / stock CRS (req/s)         ${(waf.rps / stockRow.rps).toFixed(2)}x`);
-  console.log(`  chat POST: edge+WAF / edge        ${pct(waf.chatRps, plain.chatRps)}`);
-  console.log(`  chat POST: stock CRS / edge       ${pct(stockRow.chatRps, plain.chatRps)}`);
+  if (withChat) {
+    console.log(`  chat POST: edge+WAF / edge        ${pct(waf.chatRps, plain.chatRps)}`);
+    console.log(`  chat POST: stock CRS / edge       ${pct(stockRow.chatRps, plain.chatRps)}`);
+  }
   console.log("nginx CPU per request (steadier than req/s when other work shares the CPUs)");
   console.log(`  edge+WAF / edge                   ${(waf.cpuUs / plain.cpuUs).toFixed(2)}x`);
   console.log(`  edge+ModSec no CRS / edge         ${(engine.cpuUs / plain.cpuUs).toFixed(2)}x`);
   console.log(`  stock CRS / tuned CRS             ${(stockRow.cpuUs / waf.cpuUs).toFixed(2)}x`);
-  console.log(`  chat POST: stock / tuned CRS      ${(stockRow.chatCpuUs / waf.chatCpuUs).toFixed(2)}x`);
+  if (withChat)
+    console.log(`  chat POST: stock / tuned CRS      ${(stockRow.chatCpuUs / waf.chatCpuUs).toFixed(2)}x`);
   const added = waf.p99 - plain.p99;
   console.log("latency added by the WAF (1 connection, unloaded)");
   console.log(
@@ -300,6 +391,7 @@ try {
 } finally {
   for (const e of edges) await e.stop().catch((err: unknown) => console.error(err));
   upstream.child.kill();
+  await upstream.stop?.().catch(() => {});
   if (user.created) await execFile(["userdel", USER]).catch(() => {});
   await rm(root, { recursive: true, force: true });
 }

@@ -28,6 +28,7 @@ import { pidsOfUid } from "../src/lib/procfs.ts";
 import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
+import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
 import { HostProcessDriver } from "../src/runtime/host/driver.ts";
 import {
   ContainerDriver,
@@ -241,6 +242,8 @@ try {
       parentShares?: number;
       demoteA?: { shares?: number; idle?: boolean };
       noHog?: boolean;
+      /** The shipped policy: a CpuGuard (its default policy) watching both tenants' cgroups. */
+      guard?: boolean;
     }> = [
       { label: "control: no hog (noise floor)", cores: steady, periodUs: CPU_PERIOD_US, noHog: true },
       { label: `${steady} core / 100 ms`, cores: steady, periodUs: 100_000 },
@@ -270,7 +273,9 @@ try {
         periodUs: 100_000,
         demoteA: { idle: true },
       },
+      { label: `shipped: ${steady} core + CpuGuard`, cores: steady, periodUs: CPU_PERIOD_US, guard: true },
     ];
+    const guardWaits: number[] = [];
     // An idle group takes no shares (EINVAL): idle first, shares only for a non-idle one.
     const setA = async (shares: number, idle: boolean) => {
       await writeFile(join(cgDir("cpu", a), "cpu.idle"), idle ? "1" : "0");
@@ -291,8 +296,22 @@ try {
           samples.set(v.label, acc);
           for (let block = 0; block < BLOCKS; block++) {
             acc.idle.push(...(await latencies(bUrl, requests / BLOCKS / PASSES)));
+            const guard = v.guard
+              ? new CpuGuard({
+                  targets: () =>
+                    scanTenantCgroups({ cpuRoot: cpuControllerRoot(), containersParent: CGROUP_PARENT }),
+                })
+              : undefined;
+            guard?.start();
             const hogs = v.noHog ? [] : hog();
             await sleep(1500);
+            if (guard) {
+              // Measured once the guard has found A (its detection time is printed apart).
+              const g0 = performance.now();
+              while (!guard.demoted().includes(a) && performance.now() - g0 < 15_000) await sleep(100);
+              guardWaits.push(1500 + performance.now() - g0);
+              if (!guard.demoted().includes(a)) process.stderr.write("  (the guard did not demote A)\n");
+            }
             if (!v.noHog) {
               const n = Number(
                 (await containers.exec(a, ["pgrep", "-c", "-f", "while\\(Date"]).catch(() => "0")).trim(),
@@ -304,6 +323,8 @@ try {
             acc.busy.push(...(await latencies(bUrl, requests / BLOCKS / PASSES)));
             acc.hogCores.push(((await cpuUsageNs(a)) - u0) / 1e6 / (performance.now() - t0));
             await stopHog(hogs);
+            await guard?.stop();
+            if (guard) await setA(1024, false);
             await sleep(1000);
           }
         }
@@ -318,6 +339,10 @@ try {
     console.log(
       `noisy neighbour: B /healthz p99 with A hogging ${premium} CPUs vs A idle, ${requests} requests each side per row in ${PASSES} passes of ${BLOCKS} blocks (target <= 1.2); p99 of all ${allIdle.length} idle samples ${pooled99.toFixed(2)} ms:`,
     );
+    if (guardWaits.length)
+      console.log(
+        `  (CpuGuard demoted A ${median(guardWaits).toFixed(0)} ms after its hog started, median of ${guardWaits.length}; B's p99 is measured after that)`,
+      );
     for (const v of variants) {
       const { idle, busy, hogCores } = samples.get(v.label)!;
       const i99 = pct(idle, 0.99);

@@ -25,6 +25,7 @@ import { procInfo } from "../src/lib/procfs.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
 import { driverConformance } from "../src/runtime/conformance.ts";
+import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
 import {
   DEFAULT_NETWORK,
   ensureBridge,
@@ -601,6 +602,49 @@ describe("pool lifecycle with small gateways", { skip }, () => {
       ),
       [],
     );
+  });
+
+  test("a tenant spinning at its CPU quota goes to the idle class, its quiet neighbour does not; it comes back once calm", async () => {
+    const cg1 = (await small.cgroupOf("f1"))!;
+    const cg2 = (await small.cgroupOf("f2"))!;
+    for (const n of ["f1", "f2"]) await small.settle(spec(n, 0)); // the plan's one core each
+    const idle = async (cg: typeof cg1) => (await readFile(join(cg.dir("cpu"), "cpu.idle"), "utf8")).trim();
+    const until = async (what: () => Promise<boolean>, ms: number) => {
+      for (const end = Date.now() + ms; Date.now() < end; ) {
+        if (await what()) return true;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return what();
+    };
+    const changes: string[] = [];
+    const guard = new CpuGuard({
+      targets: () => scanTenantCgroups({ cpuRoot: cpuControllerRoot(), poolsParent: CGROUP_PARENT }),
+      intervalMs: 200,
+      policy: { spinSamples: 5, calmSamples: 5 },
+      onChange: (t, d) => changes.push(`${t}:${d ? "idle" : "normal"}`),
+    });
+    assert.equal(await idle(cg1), "0");
+    guard.start();
+    try {
+      // Two threads against a one-core quota for 6 s: throttled in most periods.
+      const spinJs =
+        "const {Worker}=require('node:worker_threads');const s='const e=Date.now()+6000;while(Date.now()<e){}';new Worker(s,{eval:true});eval(s)";
+      const hog = small.exec("f1", [runtime.nodeBin, "-e", spinJs]).catch((e: Error) => e.message);
+      assert.ok(await until(async () => (await idle(cg1)) === "1", 5000), `f1 demoted: ${changes}`);
+      assert.equal(await idle(cg2), "0", "its quiet neighbour stays in the normal class");
+      await hog;
+      assert.ok(
+        await until(async () => (await idle(cg1)) === "0", 5000),
+        `f1 restored once calm: ${changes}`,
+      );
+      assert.deepEqual(
+        changes.filter((c) => c.startsWith("f")),
+        ["f1:idle", "f1:normal"],
+      );
+    } finally {
+      await guard.stop();
+      await writeFile(join(cg1.dir("cpu"), "cpu.idle"), "0").catch(() => {});
+    }
   });
 
   test("starting a tenant never restarts its neighbours; a gateway that dies is restarted alone", async () => {

@@ -55,6 +55,8 @@ export interface Settings {
   starterPoolMemoryBytes: number;
   /** How many Starter pools may exist at once. */
   starterPoolsMax: number;
+  /** Whether a tenant spinning at its CPU quota is demoted to the idle class (runtime/cpu-guard.ts). */
+  cpuGuard: boolean;
   /** A GGUF model registered at start-up, the Enterprise plan's default unless the operator chose one. */
   enterpriseModel: { path: string; id: string; sha256?: string } | null;
   egress: {
@@ -159,6 +161,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     starterPoolMemoryBytes:
       int(env, "CLAWKEEP_STARTER_POOL_MEMORY_MIB", 12288, 256, 1024 * 1024) * 1024 * 1024,
     starterPoolsMax: int(env, "CLAWKEEP_STARTER_POOLS_MAX", 50, 1, 1000),
+    cpuGuard: onOff(env, "CLAWKEEP_CPU_GUARD", true),
     egress: {
       port: int(env, "CLAWKEEP_EGRESS_PORT", 3128, 1, 65535),
       allow: list(env.CLAWKEEP_EGRESS_ALLOW),
@@ -166,6 +169,14 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       testOnlyPermitRanges: list(env.CLAWKEEP_EGRESS_TEST_ONLY_PERMIT),
     },
   };
+}
+
+function onOff(env: NodeJS.ProcessEnv, key: string, dflt: boolean): boolean {
+  const v = env[key];
+  if (v === undefined || v === "") return dflt;
+  if (v === "on") return true;
+  if (v === "off") return false;
+  throw new ValidationError("invalid_request", `${key} must be on or off, got ${JSON.stringify(v)}`);
 }
 
 function sandbox(env: NodeJS.ProcessEnv): "auto" | "off" {

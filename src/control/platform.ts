@@ -170,6 +170,10 @@ export async function startPlatform(
           const t = store.get(tenant);
           if (t) store.addEvent(t.id, "model_failed", err.message, Date.now());
         },
+        onCpuClass: (tenant, demoted, why) => {
+          const t = store.get(tenant);
+          if (t) store.addEvent(t.id, demoted ? "cpu_demoted" : "cpu_restored", why, Date.now());
+        },
       });
       pools = sandbox.pools;
       refreshEgress = () => sandbox.refreshEgress();

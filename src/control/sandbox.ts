@@ -8,6 +8,7 @@ import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
 import type { LlmProvider } from "../openclaw/config.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
+import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../runtime/cpu-guard.ts";
 import { ContainerDriver, detectOciRuntime } from "../runtime/local/driver.ts";
 import { NetworkMembers } from "../runtime/local/members.ts";
 import {
@@ -91,6 +92,8 @@ export async function buildSandboxDrivers(o: {
   models: ModelService;
   /** Told when a tenant's model server fails for good (for the tenant's events). */
   onModelFailure?: (tenant: string, err: Error) => void;
+  /** Told when the CPU guard demotes a tenant spinning at its quota, or restores it (events). */
+  onCpuClass?: (tenant: string, demoted: boolean, why: string) => void;
   /** The allowlist additions (operator's, each tenant's) the proxy's policy carries. */
   egressAllow?: { operator(): string[]; tenant(name: string): string[] };
 }): Promise<SandboxDrivers> {
@@ -224,6 +227,19 @@ export async function buildSandboxDrivers(o: {
   await containers.resync();
   await pools.resync();
 
+  // Noisy neighbours: a tenant spinning at its CPU quota goes to the idle class until it calms.
+  const guard = new CpuGuard({
+    targets: () =>
+      scanTenantCgroups({
+        cpuRoot: cpuControllerRoot(),
+        containersParent: "clawkeep",
+        poolsParent: "clawkeep-pools",
+      }),
+    log,
+    onChange: (tenant, demoted, why) => o.onCpuClass?.(tenant, demoted, why),
+  });
+  if (settings.cpuGuard) guard.start();
+
   return {
     driver: new TieredDriver({ starter: pools, premium: containers, enterprise: containers }),
     pools,
@@ -232,6 +248,7 @@ export async function buildSandboxDrivers(o: {
     egress: () => proc,
     refreshEgress: () => registry.setTenants(lastTenants),
     async close(opts = {}) {
+      await guard.stop();
       if (opts.teardown) {
         await pools
           .stopPools()

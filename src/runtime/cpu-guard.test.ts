@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import {
+  CpuGuard,
+  type CpuInterval,
+  judge,
+  DEFAULT_CPU_GUARD_POLICY as P,
+  parseCpuStat,
+  scanTenantCgroups,
+} from "./cpu-guard.ts";
+
+const spin = (n: number): CpuInterval[] => Array.from({ length: n }, () => ({ periods: 10, throttled: 9 }));
+const calm = (n: number): CpuInterval[] => Array.from({ length: n }, () => ({ periods: 0, throttled: 0 }));
+
+test("a tenant throttled in most of its periods for the whole window is demoted; short or partial spins are not", () => {
+  assert.equal(judge(spin(P.spinSamples), false, P), "demote");
+  assert.equal(judge(spin(P.spinSamples - 1), false, P), "keep", "not for long enough yet");
+  assert.equal(
+    judge([...spin(P.spinSamples - 1), { periods: 0, throttled: 0 }], false, P),
+    "keep",
+    "it paused",
+  );
+  const light = Array.from({ length: P.spinSamples }, () => ({ periods: 10, throttled: 2 }));
+  assert.equal(judge(light, false, P), "keep", "busy but within its quota most of the time");
+  assert.equal(judge(spin(P.spinSamples), true, P), "keep", "already demoted and still spinning");
+});
+
+test("a demoted tenant comes back after a calm window, not before", () => {
+  assert.equal(judge(calm(P.calmSamples), true, P), "restore");
+  assert.equal(judge(calm(P.calmSamples - 1), true, P), "keep");
+  const working = Array.from({ length: P.calmSamples }, () => ({ periods: 10, throttled: 0 }));
+  assert.equal(judge(working, true, P), "restore", "running below its quota is calm");
+  assert.equal(judge([...calm(P.calmSamples - 1), { periods: 10, throttled: 10 }], true, P), "keep");
+  assert.equal(judge(calm(P.calmSamples), false, P), "keep");
+});
+
+test("cpu.stat is read the same on cgroup v1 and v2", () => {
+  assert.deepEqual(parseCpuStat("nr_periods 12\nnr_throttled 3\nthrottled_time 99\n"), {
+    periods: 12,
+    throttled: 3,
+  });
+  assert.deepEqual(
+    parseCpuStat(
+      "usage_usec 5\nuser_usec 3\nsystem_usec 2\nnr_periods 7\nnr_throttled 1\nthrottled_usec 4\n",
+    ),
+    { periods: 7, throttled: 1 },
+  );
+  assert.equal(parseCpuStat(""), undefined);
+  assert.equal(parseCpuStat("nr_periods x\nnr_throttled 1"), undefined);
+});
+
+/** A fake cpu controller tree: the guard only reads cpu.stat and writes cpu.idle. */
+async function fakeTree() {
+  const root = await mkdtemp(join(tmpdir(), "ck-cpuguard-"));
+  const dirs = {
+    a: join(root, "clawkeep", "a"),
+    b: join(root, "clawkeep", "b"),
+    s: join(root, "clawkeep-pools", "pool-0", "t-s"),
+  };
+  for (const d of Object.values(dirs)) {
+    await mkdir(d, { recursive: true });
+    await writeFile(join(d, "cpu.idle"), "0");
+  }
+  // Not a tenant: the pool's own files and a non-tenant child.
+  await mkdir(join(root, "clawkeep-pools", "pool-0", "other"), { recursive: true });
+  const counters = new Map<string, { periods: number; throttled: number }>();
+  const advance = async (d: string, periods: number, throttled: number) => {
+    const c = counters.get(d) ?? { periods: 0, throttled: 0 };
+    c.periods += periods;
+    c.throttled += throttled;
+    counters.set(d, c);
+    await writeFile(
+      join(d, "cpu.stat"),
+      `nr_periods ${c.periods}\nnr_throttled ${c.throttled}\nthrottled_time 0\n`,
+    );
+  };
+  for (const d of Object.values(dirs)) await advance(d, 0, 0);
+  return { root, dirs, advance };
+}
+
+test("the guard finds container and pool tenants, demotes only the one that spins, and restores it once calm", async () => {
+  const { root, dirs, advance } = await fakeTree();
+  try {
+    const targets = () =>
+      scanTenantCgroups({ cpuRoot: root, containersParent: "clawkeep", poolsParent: "clawkeep-pools" });
+    assert.deepEqual((await targets()).map((t) => t.tenant).sort(), ["a", "b", "s"]);
+    const changes: string[] = [];
+    const guard = new CpuGuard({
+      targets,
+      policy: { spinSamples: 3, calmSamples: 3 },
+      onChange: (t, d) => changes.push(`${t}:${d ? "idle" : "normal"}`),
+    });
+    const idle = async (d: string) => (await readFile(join(d, "cpu.idle"), "utf8")).trim();
+    await guard.tick(); // baseline
+    for (let i = 0; i < 3; i++) {
+      await advance(dirs.a, 10, 9); // spins at its quota
+      await advance(dirs.b, 10, 1); // busy, within its quota (control)
+      await advance(dirs.s, 3, 0); // light
+      await guard.tick();
+    }
+    assert.deepEqual(changes, ["a:idle"]);
+    assert.equal(await idle(dirs.a), "1");
+    assert.equal(await idle(dirs.b), "0", "a busy neighbour within its quota is left alone");
+    assert.equal(await idle(dirs.s), "0");
+    assert.deepEqual(guard.demoted(), ["a"]);
+    // Still spinning: stays demoted.
+    for (let i = 0; i < 3; i++) {
+      await advance(dirs.a, 10, 10);
+      await guard.tick();
+    }
+    assert.equal(await idle(dirs.a), "1");
+    // Calm: restored after the calm window, not before.
+    await guard.tick();
+    await guard.tick();
+    assert.equal(await idle(dirs.a), "1", "not before the calm window is full");
+    await guard.tick();
+    assert.equal(await idle(dirs.a), "0");
+    assert.deepEqual(changes, ["a:idle", "a:normal"]);
+    // A tenant whose cgroup is gone is forgotten, and a new guard picks up a demotion from the file.
+    await writeFile(join(dirs.s, "cpu.idle"), "1");
+    const again = new CpuGuard({ targets, policy: { spinSamples: 3, calmSamples: 3 } });
+    await again.tick();
+    assert.deepEqual(again.demoted(), ["s"]);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
