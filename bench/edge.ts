@@ -260,6 +260,19 @@ await execFile(["wrk", "--version"]).catch((err: { stdout?: string }) => {
   }
 });
 
+/**
+ * Where the edges listen. OpenClaw refuses a proxied request whose client is loopback (it cannot
+ * attribute it), and real clients never are: against a real gateway the edges listen on the
+ * address of a bridge of the benchmark's own (no ports, nothing routed), and wrk connects there.
+ */
+const BENCH_BRIDGE = "ckebr0";
+const EDGE_HOST = UPSTREAM_KIND === "openclaw" ? "10.223.0.1" : "127.0.0.1";
+if (UPSTREAM_KIND === "openclaw") {
+  await execFile(["ip", "link", "del", BENCH_BRIDGE]).catch(() => "");
+  await execFile(["ip", "link", "add", BENCH_BRIDGE, "type", "bridge"]);
+  await execFile(["ip", "addr", "add", `${EDGE_HOST}/24`, "dev", BENCH_BRIDGE]);
+  await execFile(["ip", "link", "set", BENCH_BRIDGE, "up"]);
+}
 const root = await mkdtemp("/tmp/clawkeep-edge-bench-");
 await chmod(root, 0o711);
 const user = await ensureSystemUser(USER);
@@ -280,7 +293,7 @@ async function edge(name: string, waf: boolean, crsRules?: string): Promise<{ ur
   const e = new Edge({
     stateDir: join(root, name),
     domain: "edge.bench",
-    listen: { host: "127.0.0.1", port: await freePort() },
+    listen: { host: EDGE_HOST, port: await freePort() },
     waf,
     user: USER,
     limits: unlimited,
@@ -293,7 +306,7 @@ async function edge(name: string, waf: boolean, crsRules?: string): Promise<{ ur
   // Old workers of the start-up config leave within workerShutdownSeconds; count the current ones.
   await new Promise((r) => setTimeout(r, 500));
   const pids = (await e.status()).workers.map((w) => w.pid);
-  return { url: `https://127.0.0.1:${e.listen.port}/v1/models?page=1`, pids };
+  return { url: `https://${EDGE_HOST}:${e.listen.port}/v1/models?page=1`, pids };
 }
 
 const withChat = UPSTREAM_KIND === "trivial";
@@ -315,6 +328,32 @@ try {
   const tput = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
   const lat = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
   const chat = new Map<string, WrkResult[]>(targets.map((t) => [t.name, []]));
+  // Every target must answer 200 before it is measured: a fast error is not throughput.
+  for (const t of targets) {
+    const out = await execFile([
+      "curl",
+      "-sk",
+      "-o",
+      "/dev/null",
+      "-w",
+      "%{http_code}",
+      "-H",
+      `Host: ${HOST}`,
+      ...(UPSTREAM_KIND === "openclaw" ? ["-H", `Authorization: Bearer ${GATEWAY_TOKEN}`] : []),
+      t.url,
+    ]).catch((err: { stdout?: string }) => err.stdout ?? "curl failed");
+    if (out.trim() !== "200") {
+      const body = await execFile([
+        "curl",
+        "-sk",
+        "-H",
+        `Host: ${HOST}`,
+        ...(UPSTREAM_KIND === "openclaw" ? ["-H", `Authorization: Bearer ${GATEWAY_TOKEN}`] : []),
+        t.url,
+      ]).catch(() => "");
+      throw new Error(`${t.name}: ${t.url} answered ${out.trim()}, not 200: ${body.slice(0, 300)}`);
+    }
+  }
   for (const t of targets) await wrk(t.url, 4, 1); // warm up: TLS session cache, upstream keep-alive
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of targets) {
@@ -393,5 +432,6 @@ try {
   upstream.child.kill();
   await upstream.stop?.().catch(() => {});
   if (user.created) await execFile(["userdel", USER]).catch(() => {});
+  if (UPSTREAM_KIND === "openclaw") await execFile(["ip", "link", "del", BENCH_BRIDGE]).catch(() => "");
   await rm(root, { recursive: true, force: true });
 }
