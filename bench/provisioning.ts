@@ -2,8 +2,8 @@
  * Provisioning benchmark (issue 2): a bare `openclaw gateway run` start (fresh state, to /readyz)
  * and a tenant create-to-running through clawkeep (POST /v1/tenants until the tenant is
  * `running`), alternated in one run so both see the same machine load. Each clawkeep create is
- * timed twice per round: as shipped (the gateway starts with the start CPU quota and is settled to
- * its plan's once ready) and held at its plan's steady quota from the start. Prints each step of
+ * as shipped (the gateway starts with the start CPU quota and is settled to its plan's once ready;
+ * `steady` adds one held at its plan's steady quota from the start). Prints each step of
  * every start, where the CPU went while it ran (gateway user/kernel, control plane, the rest of the
  * host), cgroup throttling, what the gateway tried through the egress proxy, the medians and ratios.
  * Target: clawkeep adds under 5 % to OpenClaw's own start.
@@ -17,10 +17,15 @@
  * nftables table (clawkeep), which settings cannot change: never run it together with the
  * end-to-end tests.
  *
- *   npx tsx bench/provisioning.ts [rounds=3] [tier=starter]
+ * Each round also starts a bare gateway with the OpenClaw settings a tenant gets (the managed
+ * egress proxy), so what OpenClaw itself spends on them and what the platform adds are told apart.
+ *
+ *   npx tsx bench/provisioning.ts [rounds=3] [tier=starter] [steady]
  */
 import { spawn } from "node:child_process";
 import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadSettings } from "../src/config/settings.ts";
@@ -48,6 +53,8 @@ import {
 
 const rounds = Number(process.argv[2] ?? 3);
 const tier = (process.argv[3] ?? "starter") as Tier;
+/** `steady` as the third argument adds a create held at the plan's steady CPU quota from the start. */
+const withSteady = process.argv[4] === "steady";
 const BARE_UID = 202900;
 const BARE_PORT = 33900;
 const UID_BASE = 202000;
@@ -110,8 +117,22 @@ globalThis.fetch = async (input, init) => {
   return res;
 };
 
-async function bare(i: number): Promise<Run> {
-  const dir = join(root, `bare-${i}`);
+/**
+ * A loopback proxy that refuses everything: what the bare "tenant settings" start is pointed at,
+ * as a tenant's gateway is pointed at the egress proxy (which refuses what is not allowed).
+ */
+const refusingProxy = createServer((_req, res) => res.writeHead(403).end());
+refusingProxy.on("connect", (_req, socket) => socket.end("HTTP/1.1 403 Forbidden\r\n\r\n"));
+await new Promise<void>((r) => refusingProxy.listen(0, "127.0.0.1", r));
+const refusingProxyUrl = `http://127.0.0.1:${(refusingProxy.address() as AddressInfo).port}`;
+
+/**
+ * A bare `openclaw gateway run` to /readyz. `tenantSettings`: with the OpenClaw settings every
+ * tenant with egress gets (the managed egress proxy: `proxy.proxyUrl` plus the proxy variables),
+ * so the difference to clawkeep's create is the platform's own.
+ */
+async function bare(i: number, tenantSettings = false): Promise<Run> {
+  const dir = join(root, `bare-${tenantSettings ? "t" : ""}${i}`);
   const paths = {
     stateDir: join(dir, "state"),
     home: join(dir, "home"),
@@ -131,6 +152,7 @@ async function bare(i: number): Promise<Run> {
       bind: "loopback",
       paths,
       llm: { baseUrl: provider.url, model: provider.model },
+      ...(tenantSettings ? { proxyUrl: refusingProxyUrl } : {}),
     }),
   );
   const env = renderGatewayEnv({
@@ -140,8 +162,17 @@ async function bare(i: number): Promise<Run> {
     gatewayToken: "t".repeat(40),
     llmApiKey: "k",
   });
+  if (tenantSettings) {
+    for (const k of ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"]) env[k] = refusingProxyUrl;
+    env.NO_PROXY = "localhost,127.0.0.1";
+  }
   const snap0 = await cpuSnapshot();
-  const cur = { name: "bare", tl: new Timeline(), statusCalls: 0, probes: 0 };
+  const cur = {
+    name: tenantSettings ? "bare-tenant" : "bare",
+    tl: new Timeline(),
+    statusCalls: 0,
+    probes: 0,
+  };
   current = cur;
   const child = spawn(runtime.nodeBin, gatewayArgs(runtime.entry, BARE_PORT), {
     env,
@@ -319,6 +350,7 @@ const describe = (label: string, r: Run) =>
 // Host-process gateways (the bare one; every tenant with CLAWKEEP_SANDBOX=off) reach loopback only.
 const unblock = await blockEgress("ckbench_prov_noegress", { first: UID_BASE, last: UID_BASE + 999 });
 const bareRuns: Run[] = [];
+const bareTenantRuns: Run[] = [];
 const ckRuns: Run[] = [];
 const steadyRuns: Run[] = [];
 const list = (runs: Run[]) => runs.map((x) => (x.ms / 1000).toFixed(1)).join(", ");
@@ -333,19 +365,24 @@ try {
     await sleep(SETTLE_MS);
     bareRuns.push(await bare(i));
     await sleep(SETTLE_MS);
+    bareTenantRuns.push(await bare(i, true));
+    await sleep(SETTLE_MS);
     quotaMode = "start";
     ckRuns.push(await viaClawkeep(`bench-${i}`));
-    await sleep(SETTLE_MS);
-    quotaMode = "steady";
-    steadyRuns.push(await viaClawkeep(`bench-s${i}`));
-    quotaMode = "start";
+    if (withSteady) {
+      await sleep(SETTLE_MS);
+      quotaMode = "steady";
+      steadyRuns.push(await viaClawkeep(`bench-s${i}`));
+      quotaMode = "start";
+    }
     process.stderr.write(
-      `round ${i + 1}/${rounds}:\n  ${describe("bare", bareRuns[i]!)}\n  ${describe("clawkeep", ckRuns[i]!)}\n  ${describe("clawkeep, steady quota from the start", steadyRuns[i]!)}\n`,
+      `round ${i + 1}/${rounds}:\n  ${describe("bare", bareRuns[i]!)}\n  ${describe("bare, tenant settings", bareTenantRuns[i]!)}\n  ${describe("clawkeep", ckRuns[i]!)}\n${withSteady ? `  ${describe("clawkeep, steady quota from the start", steadyRuns[i]!)}\n` : ""}`,
     );
   }
   const b = medMs(bareRuns);
+  const bt = medMs(bareTenantRuns);
   const c = medMs(ckRuns);
-  const k = medMs(steadyRuns);
+  const k = withSteady ? medMs(steadyRuns) : Number.NaN;
   const medStep = (runs: Run[], step: string) => {
     const xs = runs.map((r) => r.tl.marks.get(step)).filter((x): x is number => x !== undefined);
     return xs.length ? `${step} ${(median(xs) / 1000).toFixed(2)}` : undefined;
@@ -360,11 +397,15 @@ try {
     `bare openclaw start to /readyz           median ${(b / 1000).toFixed(2)} s  (${list(bareRuns)})`,
   );
   console.log(
-    `clawkeep create to running               median ${(c / 1000).toFixed(2)} s  (${list(ckRuns)})`,
+    `bare, with the tenant's OpenClaw settings median ${(bt / 1000).toFixed(2)} s  (${list(bareTenantRuns)})`,
   );
   console.log(
-    `  same, steady CPU quota from the start  median ${(k / 1000).toFixed(2)} s  (${list(steadyRuns)})`,
+    `clawkeep create to running               median ${(c / 1000).toFixed(2)} s  (${list(ckRuns)})`,
   );
+  if (withSteady)
+    console.log(
+      `  same, steady CPU quota from the start  median ${(k / 1000).toFixed(2)} s  (${list(steadyRuns)})`,
+    );
   console.log(
     `  median steps (s): ${STEPS.map((st) => medStep(ckRuns, st))
       .filter(Boolean)
@@ -372,8 +413,9 @@ try {
   );
   for (const [label, runs] of [
     ["bare", bareRuns],
+    ["bare-ten", bareTenantRuns],
     ["clawkeep", ckRuns],
-    ["steady", steadyRuns],
+    ...(withSteady ? [["steady", steadyRuns] as const] : []),
   ] as const) {
     console.log(
       `  median cpu-s ${label.padEnd(8)}: gateway ${medCpu(runs, "gatewayMs")}, control plane ${medCpu(runs, "controlMs")}, other ${medCpu(runs, "otherMs")}; probes ${median(runs.map((r) => r.probes))}, status calls ${median(runs.map((r) => r.statusCalls))}`,
@@ -382,7 +424,13 @@ try {
   console.log(
     `ratio clawkeep / bare                    ${(c / b).toFixed(3)}  (overhead ${(((c - b) / b) * 100).toFixed(1)} %, target < 5 %)`,
   );
-  console.log(`ratio clawkeep at steady quota / bare    ${(k / b).toFixed(3)}`);
+  console.log(
+    `ratio bare with tenant settings / bare   ${(bt / b).toFixed(3)}  (what OpenClaw itself spends on the managed egress proxy)`,
+  );
+  console.log(
+    `ratio clawkeep / bare with tenant settings ${(c / bt).toFixed(3)}  (the platform's own share)`,
+  );
+  if (withSteady) console.log(`ratio clawkeep at steady quota / bare    ${(k / b).toFixed(3)}`);
 } finally {
   globalThis.fetch = realFetch;
   await unblock();
@@ -391,5 +439,6 @@ try {
   for (const uid of gatewayUids) await killUid(uid);
   for (let s = 0; s < 4; s++) await killUid(UID_BASE + s);
   await provider.close();
+  refusingProxy.close();
   await rm(root, { recursive: true, force: true });
 }
