@@ -118,7 +118,13 @@ async function createToReady(
   const st = await d.start(s, secrets);
   const spawned = performance.now() - t0;
   if (settle === "at-start") await containers.settle(s);
-  await waitReady(st.url!, { timeoutMs: 300_000, intervalMs: 100 });
+  await waitReady(st.url!, {
+    timeoutMs: 300_000,
+    intervalMs: 100,
+    alive: async () => (await d.status(s.name)).state === "running",
+  }).catch(async (err: Error) => {
+    throw new Error(`${s.name} (${d.kind}): ${err.message}\n${await d.logTail(s.name, 40).catch(() => "")}`);
+  });
   const ms = performance.now() - t0;
   if (settle === "after-ready") {
     // settle() must change the CPU quota and nothing else (runc update skips devices).
