@@ -12,7 +12,7 @@ import { readCrsFiles, stockCrs } from "../src/edge/crs.ts";
 import { Edge, type EdgeOptions } from "../src/edge/edge.ts";
 import { EdgeConfigError } from "../src/edge/errors.ts";
 import { DEBIAN_EDGE_SYSTEM, type EdgeConfig, renderEdge } from "../src/edge/render.ts";
-import type { EdgeLimits } from "../src/edge/types.ts";
+import type { BlockedEvent, EdgeLimits } from "../src/edge/types.ts";
 import { ensureSystemUser } from "../src/edge/user.ts";
 import { execFile } from "../src/lib/exec.ts";
 import { procInfo } from "../src/lib/procfs.ts";
@@ -473,6 +473,23 @@ test("TLS 1.2 handshakes are refused, TLS 1.3 accepted (control: the same client
   }
 });
 
+/**
+ * A tenant's blocked events once `done` holds (or after 5 s): nginx and ModSecurity write their
+ * logs after the response has gone out, so a client can see its 403 before the entry exists.
+ */
+async function eventsWhen(
+  edge: { blockedEvents(tenant: string): Promise<BlockedEvent[]> },
+  tenant: string,
+  done: (events: BlockedEvent[]) => boolean,
+): Promise<BlockedEvent[]> {
+  const end = Date.now() + 5000;
+  for (;;) {
+    const events = await edge.blockedEvents(tenant);
+    if (done(events) || Date.now() > end) return events;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 const PROBES: Array<{ name: string; path: string; rule: RegExp }> = [
   { name: "SQL injection", path: `/v1/items?id=${encodeURIComponent("1' OR '1'='1")}`, rule: /^942/ },
   {
@@ -506,7 +523,7 @@ test("SQL injection, XSS and path traversal probes get 403 and are logged for th
     });
     assert.equal(c.status, 200, `${p.name} without WAF: ${c.status}`);
   }
-  const events = await f.waf.blockedEvents("alice");
+  const events = await eventsWhen(f.waf, "alice", (xs) => xs.length >= PROBES.length);
   assert.ok(events.length >= PROBES.length, JSON.stringify(events));
   for (const p of PROBES) {
     const path = p.path.split("?")[0]!;
@@ -1008,6 +1025,7 @@ test("rate and connection limits answer 429 per client and per tenant; bodies ov
   const slowStatuses = slow.map((r) => r.status).sort();
   assert.deepEqual(slowStatuses, [200, 200, 429, 429], `connection limit: ${slowStatuses.join(" ")}`);
 
+  await eventsWhen(e, "alice", (xs) => xs.some((x) => x.kind === "connections"));
   const kinds = new Set(
     [...(await e.blockedEvents("alice")), ...(await e.blockedEvents("bob"))].map((x) => x.kind),
   );
