@@ -19,7 +19,7 @@
  *   npx tsx bench/edge.ts [--seconds 3] [--rounds 3] [--connections 16] [--upstream trivial|openclaw]
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { loadSettings } from "../src/config/settings.ts";
@@ -33,6 +33,7 @@ import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { gatewayArgs, renderGatewayEnv, renderOpenClawConfigFile } from "../src/openclaw/config.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
+import { bareGatewayDirs } from "./profile.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -97,18 +98,7 @@ async function startOpenClaw(
   const provider = await startEchoProvider();
   const port = await freePort();
   const dir = join(root, "gateway");
-  const paths = {
-    stateDir: join(dir, "state"),
-    home: join(dir, "home"),
-    tmpDir: join(dir, "tmp"),
-    workspaceDir: join(dir, "workspace"),
-    configPath: join(dir, "state", "openclaw.json"),
-    logFile: join(dir, "state", "logs", "openclaw.log"),
-  };
-  for (const d of [dir, paths.stateDir, paths.home, paths.tmpDir, paths.workspaceDir]) {
-    await mkdir(d, { recursive: true, mode: 0o700 });
-    await chown(d, GATEWAY_UID, GATEWAY_UID);
-  }
+  const paths = await bareGatewayDirs(dir, GATEWAY_UID);
   await writeFile(
     paths.configPath,
     renderOpenClawConfigFile({

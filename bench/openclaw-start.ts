@@ -36,7 +36,7 @@ import {
 import { probe } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
 import { blockEgress } from "./no-egress.ts";
-import { type CpuSplit, cpuSnapshot, median, splitCpu } from "./profile.ts";
+import { bareGatewayDirs, type CpuSplit, cpuSnapshot, median, splitCpu } from "./profile.ts";
 
 const rounds = Number(process.argv[2] ?? 2);
 const chosen = (process.argv[3] ?? "plain,managed-proxy,env-proxy,starter-memory,pool").split(",");
@@ -112,18 +112,7 @@ async function killAll(): Promise<void> {
 
 async function start(v: Variant, i: number): Promise<{ ms: number; cpu: CpuSplit; proxied: number }> {
   const dir = join(root, `${v.name}-${i}`);
-  const paths = {
-    stateDir: join(dir, "state"),
-    home: join(dir, "home"),
-    tmpDir: join(dir, "tmp"),
-    workspaceDir: join(dir, "workspace"),
-    configPath: join(dir, "state", "openclaw.json"),
-    logFile: join(dir, "state", "logs", "openclaw.log"),
-  };
-  for (const d of [dir, paths.stateDir, paths.home, paths.tmpDir, paths.workspaceDir]) {
-    await mkdir(d, { recursive: true, mode: 0o700 });
-    await chown(d, UID, UID);
-  }
+  const paths = await bareGatewayDirs(dir, UID);
   const cfg: OpenClawConfigInput = {
     port: PORT,
     bind: "loopback",

@@ -3,7 +3,9 @@
  * being started, the control plane and its helper processes, everything else on the machine), and
  * whether a cgroup's CPU quota throttled it. Reads /proc and cgroup v1 files only; changes nothing.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { chown, mkdir, readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { InstancePaths } from "../src/openclaw/config.ts";
 
 /** Linux x86_64 USER_HZ. */
 const TICK_MS = 10;
@@ -184,3 +186,23 @@ export const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
 };
+
+/**
+ * A bare gateway's directories under `dir` (state, home, tmp, workspace; 0700, owned by `uid`) and
+ * the paths its config names, as the benchmarks' bare `openclaw gateway run` starts use them.
+ */
+export async function bareGatewayDirs(dir: string, uid: number): Promise<InstancePaths> {
+  const paths = {
+    stateDir: join(dir, "state"),
+    home: join(dir, "home"),
+    tmpDir: join(dir, "tmp"),
+    workspaceDir: join(dir, "workspace"),
+    configPath: join(dir, "state", "openclaw.json"),
+    logFile: join(dir, "state", "logs", "openclaw.log"),
+  };
+  for (const d of [dir, paths.stateDir, paths.home, paths.tmpDir, paths.workspaceDir]) {
+    await mkdir(d, { recursive: true, mode: 0o700 });
+    await chown(d, uid, uid);
+  }
+  return paths;
+}

@@ -23,7 +23,7 @@
  *   npx tsx bench/provisioning.ts [rounds=3] [tier=starter] [steady]
  */
 import { spawn } from "node:child_process";
-import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -42,6 +42,7 @@ import { TieredDriver } from "../src/runtime/tiered.ts";
 import type { InstanceSpec, InstanceStatus } from "../src/runtime/types.ts";
 import { blockEgress } from "./no-egress.ts";
 import {
+  bareGatewayDirs,
   type CpuSplit,
   cpuSnapshot,
   cpuThrottling,
@@ -133,18 +134,7 @@ const refusingProxyUrl = `http://127.0.0.1:${(refusingProxy.address() as Address
  */
 async function bare(i: number, tenantSettings = false): Promise<Run> {
   const dir = join(root, `bare-${tenantSettings ? "t" : ""}${i}`);
-  const paths = {
-    stateDir: join(dir, "state"),
-    home: join(dir, "home"),
-    tmpDir: join(dir, "tmp"),
-    workspaceDir: join(dir, "workspace"),
-    configPath: join(dir, "state", "openclaw.json"),
-    logFile: join(dir, "state", "logs", "openclaw.log"),
-  };
-  for (const d of [dir, paths.stateDir, paths.home, paths.tmpDir, paths.workspaceDir]) {
-    await mkdir(d, { recursive: true, mode: 0o700 });
-    await chown(d, BARE_UID, BARE_UID);
-  }
+  const paths = await bareGatewayDirs(dir, BARE_UID);
   await writeFile(
     paths.configPath,
     renderOpenClawConfigFile({
