@@ -14,7 +14,7 @@
  * The bridge (ckbbr0), nftables table (clawkeep_bench), addresses (10.221/16) and slots (900+)
  * are the benchmark's own.
  *
- *   npx tsx bench/sandbox.ts [rounds=2] [requests=2000]
+ *   npx tsx bench/sandbox.ts [rounds=2] [requests=2000] [rows, e.g. "control,shipped"]
  */
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -50,6 +50,8 @@ import { cpuSnapshot, cpuThrottling, formatSplit, median, splitCpu } from "./pro
 
 const rounds = Number(process.argv[2] ?? 2);
 const requests = Number(process.argv[3] ?? 2000);
+/** Only the noisy-neighbour rows whose labels start with one of these (comma-separated); all by default. */
+const rowFilter = process.argv[4]?.split(",").filter(Boolean);
 /** Idle and busy alternate in this many blocks each. */
 const BLOCKS = 4;
 /** Passes over every noisy-neighbour variant. */
@@ -280,7 +282,7 @@ try {
         demoteA: { idle: true },
       },
       { label: `shipped: ${steady} core + CpuGuard`, cores: steady, periodUs: CPU_PERIOD_US, guard: true },
-    ];
+    ].filter((v) => !rowFilter || rowFilter.some((f) => v.label.startsWith(f)));
     const guardWaits: number[] = [];
     // An idle group takes no shares (EINVAL): idle first, shares only for a non-idle one.
     const setA = async (shares: number, idle: boolean) => {
