@@ -54,6 +54,8 @@ const UPSTREAM_KIND = (() => {
 })();
 const GATEWAY_UID = 202970;
 const GATEWAY_TOKEN = `ocgw_${"b".repeat(40)}`;
+/** The gateway's token on every GET when the upstream is a real gateway. */
+const AUTH = UPSTREAM_KIND === "openclaw" ? ["-H", `Authorization: Bearer ${GATEWAY_TOKEN}`] : [];
 const USER = "ck-edge-bench";
 const HOST = "bench.edge.bench";
 
@@ -195,7 +197,7 @@ async function wrk(
     "--latency",
     "-H",
     `Host: ${HOST}`,
-    ...(UPSTREAM_KIND === "openclaw" && !script ? ["-H", `Authorization: Bearer ${GATEWAY_TOKEN}`] : []),
+    ...(script ? [] : AUTH),
     ...(script ? ["-s", script] : []),
     url,
   ]);
@@ -323,26 +325,16 @@ try {
     const out = await execFile([
       "curl",
       "-sk",
-      "-o",
-      "/dev/null",
       "-w",
-      "%{http_code}",
+      "\n%{http_code}",
       "-H",
       `Host: ${HOST}`,
-      ...(UPSTREAM_KIND === "openclaw" ? ["-H", `Authorization: Bearer ${GATEWAY_TOKEN}`] : []),
+      ...AUTH,
       t.url,
     ]).catch((err: { stdout?: string }) => err.stdout ?? "curl failed");
-    if (out.trim() !== "200") {
-      const body = await execFile([
-        "curl",
-        "-sk",
-        "-H",
-        `Host: ${HOST}`,
-        ...(UPSTREAM_KIND === "openclaw" ? ["-H", `Authorization: Bearer ${GATEWAY_TOKEN}`] : []),
-        t.url,
-      ]).catch(() => "");
-      throw new Error(`${t.name}: ${t.url} answered ${out.trim()}, not 200: ${body.slice(0, 300)}`);
-    }
+    const status = out.slice(out.lastIndexOf("\n") + 1).trim();
+    if (status !== "200")
+      throw new Error(`${t.name}: ${t.url} answered ${status}, not 200: ${out.slice(0, 300)}`);
   }
   for (const t of targets) await wrk(t.url, 4, 1); // warm up: TLS session cache, upstream keep-alive
   for (let r = 0; r < ROUNDS; r++) {

@@ -128,15 +128,12 @@ async function start(v: Variant, i: number): Promise<{ ms: number; cpu: CpuSplit
       nodeBinDir: runtime.nodeBinDir,
       gatewayToken: "t".repeat(40),
       llmApiKey: "k",
+      proxyUrl: v.proxy ? proxyUrl : null,
     }),
   };
   if (v.nodeOptions) env.NODE_OPTIONS = v.nodeOptions;
   if (v.warmCache) env.NODE_COMPILE_CACHE = COMPILE_CACHE;
-  if (v.proxy) {
-    for (const k of ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"]) env[k] = proxyUrl;
-    env.NO_PROXY = "localhost,127.0.0.1";
-    if (v.proxy === "env") env.NODE_USE_ENV_PROXY = "1";
-  }
+  if (v.proxy === "env") env.NODE_USE_ENV_PROXY = "1";
   let argv = [runtime.nodeBin, ...gatewayArgs(runtime.entry, PORT)];
   let asUser: { uid?: number; gid?: number } = { uid: UID, gid: UID };
   if (v.memoryBytes) {

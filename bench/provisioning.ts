@@ -37,8 +37,6 @@ import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { gatewayArgs, renderGatewayEnv, renderOpenClawConfigFile } from "../src/openclaw/config.ts";
 import { probe } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
-import type { PoolDriver } from "../src/runtime/pool/driver.ts";
-import { TieredDriver } from "../src/runtime/tiered.ts";
 import type { InstanceSpec, InstanceStatus } from "../src/runtime/types.ts";
 import { blockEgress } from "./no-egress.ts";
 import {
@@ -151,11 +149,8 @@ async function bare(i: number, tenantSettings = false): Promise<Run> {
     nodeBinDir: runtime.nodeBinDir,
     gatewayToken: "t".repeat(40),
     llmApiKey: "k",
+    proxyUrl: tenantSettings ? refusingProxyUrl : null,
   });
-  if (tenantSettings) {
-    for (const k of ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"]) env[k] = refusingProxyUrl;
-    env.NO_PROXY = "localhost,127.0.0.1";
-  }
   const snap0 = await cpuSnapshot();
   const cur = {
     name: tenantSettings ? "bare-tenant" : "bare",
@@ -208,42 +203,6 @@ let lastStart: InstanceStatus | undefined;
 let quotaMode: "start" | "steady" = "start";
 type Settling = { settle?: (spec: InstanceSpec, signal?: AbortSignal) => Promise<void> };
 const settling = driver as typeof driver & Settling;
-/**
- * Until the Starter pool driver has settle() of its own, the benchmark wires it as it would: a
- * Starter gateway starts with its pool's CPU quota and settle() sets its plan's (the other tiers
- * go to the driver's own settle()).
- */
-let emulated = false;
-const poolDriver = driver instanceof TieredDriver ? driver.driverFor("starter") : undefined;
-if (poolDriver && !(poolDriver as typeof poolDriver & Settling).settle) {
-  emulated = true;
-  const pools = poolDriver as PoolDriver;
-  const settleOthers = settling.settle?.bind(driver);
-  const poolCores = async (name: string): Promise<number | undefined> => {
-    const cg = await pools.cgroupOf(name);
-    if (!cg) return undefined;
-    const { readFile } = await import("node:fs/promises");
-    const q = Number(await readFile(join(cg.poolDir("cpu"), "cpu.cfs_quota_us"), "utf8"));
-    const p = Number(await readFile(join(cg.poolDir("cpu"), "cpu.cfs_period_us"), "utf8"));
-    return q > 0 ? q / p : undefined;
-  };
-  settling.settle = async (spec, signal) => {
-    if (spec.tier === "starter") {
-      const cg = await pools.cgroupOf(spec.name);
-      if (cg && (await pools.status(spec.name)).state === "running") await cg.setCpu(spec.plan.cpus);
-    } else await settleOthers?.(spec, signal);
-  };
-  const start = driver.start.bind(driver);
-  driver.start = async (spec, secrets, signal) => {
-    const r = await start(spec, secrets, signal);
-    if (spec.tier === "starter" && r.state === "running") {
-      const cores = await poolCores(spec.name);
-      const cg = await pools.cgroupOf(spec.name);
-      if (cores && cg) await cg.setCpu(Math.max(cores, spec.plan.cpus));
-    }
-    return r;
-  };
-}
 {
   const { create, start, status } = driver;
   driver.create = async (spec, signal) => {
@@ -346,9 +305,7 @@ const steadyRuns: Run[] = [];
 const list = (runs: Run[]) => runs.map((x) => (x.ms / 1000).toFixed(1)).join(", ");
 const medMs = (runs: Run[]) => median(runs.map((r) => r.ms));
 try {
-  process.stderr.write(
-    `platform driver ${driver.kind}, tier ${tier}${emulated ? " (settle() wired by the benchmark)" : ""}\n`,
-  );
+  process.stderr.write(`platform driver ${driver.kind}, tier ${tier}\n`);
   const resident = await viaClawkeep("bench-resident", true);
   process.stderr.write(`${describe("first create (starts the pool)", resident)}\n`);
   for (let i = 0; i < rounds; i++) {
@@ -379,9 +336,7 @@ try {
   };
   const medCpu = (runs: Run[], key: "gatewayMs" | "controlMs" | "otherMs") =>
     (median(runs.map((r) => r.cpu[key])) / 1000).toFixed(1);
-  console.log(
-    `driver ${driver.kind}, tier ${tier}, ${rounds} rounds${emulated ? ", settle() wired by the benchmark" : ""}`,
-  );
+  console.log(`driver ${driver.kind}, tier ${tier}, ${rounds} rounds`);
   console.log(`first create (new pool)                  ${(resident.ms / 1000).toFixed(2)} s`);
   console.log(
     `bare openclaw start to /readyz           median ${(b / 1000).toFixed(2)} s  (${list(bareRuns)})`,

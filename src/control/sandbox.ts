@@ -79,6 +79,10 @@ export interface SandboxDrivers {
  * volume, network namespace and cgroup. Both share one bridge and one ruleset; egress only
  * through the egress proxy process (Enterprise: none at all).
  */
+/** cgroup parents of the dedicated containers and of the Starter pools (the CPU guard watches both). */
+const CONTAINERS_CGROUP = "clawkeep";
+const POOLS_CGROUP = "clawkeep-pools";
+
 export async function buildSandboxDrivers(o: {
   settings: Settings;
   runtime: OpenClawRuntime;
@@ -198,7 +202,7 @@ export async function buildSandboxDrivers(o: {
     egress: registry,
     members,
     idMapBase: settings.idMapBase,
-    cgroupParent: "clawkeep",
+    cgroupParent: CONTAINERS_CGROUP,
     // Enterprise's on-instance model from the registry, checked (header, size, checksum) before
     // each use: a missing or corrupt file is a clear error on the tenant's status.
     localModel: localModelResolver(o.models),
@@ -217,7 +221,7 @@ export async function buildSandboxDrivers(o: {
       volumeKey: (spec) => kms.getVolumeKey(spec.tenantId),
     }),
     idMapBase: settings.idMapBase + settings.maxSlots * 65536,
-    cgroupParent: "clawkeep-pools",
+    cgroupParent: POOLS_CGROUP,
     poolSlots: { first: settings.maxSlots, count: settings.starterPoolsMax },
     poolMemoryBytes: settings.starterPoolMemoryBytes,
     log,
@@ -232,8 +236,8 @@ export async function buildSandboxDrivers(o: {
     targets: () =>
       scanTenantCgroups({
         cpuRoot: cpuControllerRoot(),
-        containersParent: "clawkeep",
-        poolsParent: "clawkeep-pools",
+        containersParent: CONTAINERS_CGROUP,
+        poolsParent: POOLS_CGROUP,
       }),
     log,
     onChange: (tenant, demoted, why) => o.onCpuClass?.(tenant, demoted, why),

@@ -80,4 +80,14 @@ test("an egress proxy, when given, is OpenClaw's managed proxy; none otherwise",
   });
   assert.deepEqual(withProxy.proxy, { enabled: true, proxyUrl: "http://198.19.0.1:3128" });
   assert.equal(renderOpenClawConfig({ port: 1, bind: "lan", paths, llm }).proxy, undefined);
+  // The conventional proxy variables go with it, for libraries that read only those.
+  const base = { port: 7, paths, nodeBinDir: "/rt/bin", gatewayToken: "t", llmApiKey: "k" };
+  const env = renderGatewayEnv({ ...base, proxyUrl: "http://198.19.0.1:3128" });
+  for (const k of ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"])
+    assert.equal(env[k], "http://198.19.0.1:3128", k);
+  assert.equal(env.NO_PROXY, "localhost,127.0.0.1");
+  for (const none of [undefined, null]) {
+    const plain = renderGatewayEnv({ ...base, proxyUrl: none });
+    assert.ok(!Object.keys(plain).some((k) => /proxy/i.test(k)), JSON.stringify(Object.keys(plain)));
+  }
 });

@@ -95,8 +95,17 @@ export function renderGatewayEnv(input: {
   nodeBinDir: string;
   gatewayToken: string;
   llmApiKey: string;
+  /**
+   * The egress proxy, for the libraries that read the conventional variables (OpenClaw's own
+   * managed proxy mode comes from its config's proxyUrl). Unset: none.
+   */
+  proxyUrl?: string | null;
 }): Record<string, string> {
+  const p = input.proxyUrl;
   return {
+    ...(p
+      ? { HTTPS_PROXY: p, HTTP_PROXY: p, https_proxy: p, http_proxy: p, NO_PROXY: "localhost,127.0.0.1" }
+      : {}),
     PATH: `${input.nodeBinDir}:/usr/local/bin:/usr/bin:/bin`,
     HOME: input.paths.home,
     TMPDIR: input.paths.tmpDir,

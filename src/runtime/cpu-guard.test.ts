@@ -119,11 +119,15 @@ test("the guard finds container and pool tenants, demotes only the one that spin
     await guard.tick();
     assert.equal(await idle(dirs.a), "0");
     assert.deepEqual(changes, ["a:idle", "a:normal"]);
-    // A tenant whose cgroup is gone is forgotten, and a new guard picks up a demotion from the file.
+    // A new guard (a restarted control plane) picks up a demotion from the file...
     await writeFile(join(dirs.s, "cpu.idle"), "1");
     const again = new CpuGuard({ targets, policy: { spinSamples: 3, calmSamples: 3 } });
     await again.tick();
     assert.deepEqual(again.demoted(), ["s"]);
+    // ...and forgets a tenant whose cgroup is gone (it stopped).
+    await rm(dirs.s, { recursive: true });
+    await again.tick();
+    assert.deepEqual(again.demoted(), []);
   } finally {
     await rm(root, { recursive: true, force: true });
   }

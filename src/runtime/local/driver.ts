@@ -61,8 +61,8 @@ export const CPU_PERIOD_US = 100_000;
  * A tenant's CPU quota once its gateway is ready: the plan's, but never every core of the host,
  * so one tenant spinning takes at most hostCpus - 1 cores on average. It does not bound a
  * neighbour's latency by itself: with A spinning on 2 threads, B's /healthz p99 rose 1.26-1.66x
- * at 1 core of 2, no better at 2 cores or with a 10 ms CFS period (bench/sandbox.ts, three runs);
- * A in cpu.idle (demoted) kept B at 0.5-1.35x.
+ * at 1 core of 2, no better at 2 cores or with a 10 ms CFS period (bench/sandbox.ts, three runs).
+ * Demoting A (runtime/cpu-guard.ts) has not bounded it either: 0.47-2.0x across runs.
  */
 export function cpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
   return Math.max(0.5, Math.min(planCpus, hostCpus - 1));
@@ -539,16 +539,8 @@ export class ContainerDriver implements RuntimeDriver {
       nodeBinDir: this.#o.runtime.nodeBinDir,
       gatewayToken: secrets.gatewayToken.reveal(),
       llmApiKey: secrets.llmApiKey.reveal(),
+      proxyUrl: spec.plan.egress ? this.#o.egress?.proxyUrl : null,
     });
-    if (spec.plan.egress && this.#o.egress?.proxyUrl) {
-      Object.assign(env, {
-        HTTPS_PROXY: this.#o.egress.proxyUrl,
-        HTTP_PROXY: this.#o.egress.proxyUrl,
-        https_proxy: this.#o.egress.proxyUrl,
-        http_proxy: this.#o.egress.proxyUrl,
-        NO_PROXY: "localhost,127.0.0.1",
-      });
-    }
     const rt = this.#o.runtime;
     const oci = renderOciSpec({
       hostname: `ck-${name}`.slice(0, 63),

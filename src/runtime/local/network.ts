@@ -249,11 +249,8 @@ export async function checkRangeFree(c: NetworkConfig): Promise<void> {
   const routes = JSON.parse(await execFile(["ip", "-j", "-4", "route", "show", "table", "all"])) as Array<{
     dst?: string;
     dev?: string;
-    type?: string;
   }>;
-  const clash = routes.find(
-    (r) => r.dev && r.dev !== c.bridge && r.dst && routeInTenantRange(c, r.dst) && r.type !== "broadcast",
-  );
+  const clash = routes.find((r) => r.dev && r.dev !== c.bridge && r.dst && routeInTenantRange(c, r.dst));
   if (clash) {
     throw new ClawkeepError(
       "conflict",

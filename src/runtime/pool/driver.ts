@@ -811,17 +811,8 @@ export class PoolDriver implements RuntimeDriver {
         nodeBinDir: rt.nodeBinDir,
         gatewayToken: secrets.gatewayToken.reveal(),
         llmApiKey: secrets.llmApiKey.reveal(),
+        proxyUrl: spec.plan.egress ? this.#o.network.proxyUrl : null,
       });
-      const proxyUrl = spec.plan.egress ? this.#o.network.proxyUrl : null;
-      if (proxyUrl) {
-        Object.assign(env, {
-          HTTPS_PROXY: proxyUrl,
-          HTTP_PROXY: proxyUrl,
-          https_proxy: proxyUrl,
-          http_proxy: proxyUrl,
-          NO_PROXY: "localhost,127.0.0.1",
-        });
-      }
       for (const [k, v] of Object.entries(this.#o.envOverrides ?? {})) {
         if (v === undefined) delete env[k];
         else env[k] = v;
