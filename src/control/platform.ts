@@ -3,6 +3,7 @@ import { createServer, type Server } from "node:http";
 import { dirname } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import type { Settings } from "../config/settings.ts";
+import { planFor } from "../core/plans.ts";
 import { Edge } from "../edge/edge.ts";
 import { ensureSystemUser } from "../edge/user.ts";
 import { defaultKmsPaths } from "../kms/cli.ts";
@@ -173,6 +174,10 @@ export async function startPlatform(
         onCpuClass: (tenant, demoted, why) => {
           const t = store.get(tenant);
           if (t) store.addEvent(t.id, demoted ? "cpu_demoted" : "cpu_restored", why, Date.now());
+        },
+        planOf: (tenant) => {
+          const t = store.get(tenant);
+          return t ? planFor(t.tier) : undefined;
         },
       });
       pools = sandbox.pools;

@@ -1,6 +1,7 @@
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Settings } from "../config/settings.ts";
+import type { Plan } from "../core/plans.ts";
 import { renderEgressConfig } from "../egress/config.ts";
 import { type EgressProcess, startEgressProcess } from "../egress/process.ts";
 import type { PlatformUpstream } from "../egress/proxy.ts";
@@ -9,7 +10,7 @@ import type { Logger } from "../lib/log.ts";
 import type { LlmProvider } from "../openclaw/config.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
 import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../runtime/cpu-guard.ts";
-import { ContainerDriver, detectOciRuntime } from "../runtime/local/driver.ts";
+import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "../runtime/local/driver.ts";
 import { NetworkMembers } from "../runtime/local/members.ts";
 import {
   DEFAULT_NETWORK,
@@ -98,6 +99,8 @@ export async function buildSandboxDrivers(o: {
   onModelFailure?: (tenant: string, err: Error) => void;
   /** Told when the CPU guard demotes a tenant spinning at its quota, or restores it (events). */
   onCpuClass?: (tenant: string, demoted: boolean, why: string) => void;
+  /** A tenant's plan, by name (the CPU guard lifts a demoted container's quota to its plan's). */
+  planOf?: (tenant: string) => Plan | undefined;
   /** The allowlist additions (operator's, each tenant's) the proxy's policy carries. */
   egressAllow?: { operator(): string[]; tenant(name: string): string[] };
 }): Promise<SandboxDrivers> {
@@ -241,6 +244,10 @@ export async function buildSandboxDrivers(o: {
       }),
     log,
     onChange: (tenant, demoted, why) => o.onCpuClass?.(tenant, demoted, why),
+    quotas: (t) => {
+      const plan = t.kind === "container" ? o.planOf?.(t.tenant) : undefined;
+      return plan ? containerCpuQuotas(plan.cpus) : undefined;
+    },
   });
   if (settings.cpuGuard) guard.start();
 

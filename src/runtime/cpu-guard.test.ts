@@ -10,6 +10,7 @@ import {
   DEFAULT_CPU_GUARD_POLICY as P,
   parseCpuStat,
   scanTenantCgroups,
+  setQuota,
 } from "./cpu-guard.ts";
 
 const spin = (n: number): CpuInterval[] => Array.from({ length: n }, () => ({ periods: 10, throttled: 9 }));
@@ -37,7 +38,7 @@ test("a demoted tenant comes back after a calm window, not before", () => {
   assert.equal(judge(calm(P.calmSamples), false, P), "keep");
 });
 
-test("cpu.stat is read the same on cgroup v1 and v2", () => {
+test("cpu.stat is read the same on cgroup v1 and v2; v2's also gives the CPU time", () => {
   assert.deepEqual(parseCpuStat("nr_periods 12\nnr_throttled 3\nthrottled_time 99\n"), {
     periods: 12,
     throttled: 3,
@@ -46,7 +47,7 @@ test("cpu.stat is read the same on cgroup v1 and v2", () => {
     parseCpuStat(
       "usage_usec 5\nuser_usec 3\nsystem_usec 2\nnr_periods 7\nnr_throttled 1\nthrottled_usec 4\n",
     ),
-    { periods: 7, throttled: 1 },
+    { periods: 7, throttled: 1, usageUs: 5 },
   );
   assert.equal(parseCpuStat(""), undefined);
   assert.equal(parseCpuStat("nr_periods x\nnr_throttled 1"), undefined);
@@ -128,6 +129,118 @@ test("the guard finds container and pool tenants, demotes only the one that spin
     await rm(dirs.s, { recursive: true });
     await again.tick();
     assert.deepEqual(again.demoted(), []);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("a demoted tenant whose quota was lifted is calm by its CPU time, not by throttling", () => {
+  const using = (cores: number, n = P.calmSamples): CpuInterval[] =>
+    Array.from({ length: n }, () => ({ periods: 10, throttled: 0, cores }));
+  // Unthrottled at its lifted quota and still spinning: not calm (the throttle rule would say so).
+  assert.equal(judge(using(2), true, P), "restore", "control: by throttling it looks calm");
+  assert.equal(judge(using(2), true, P, 1), "keep");
+  assert.equal(judge(using(P.calmUse * 1.2), true, P, 1), "keep");
+  assert.equal(judge(using(P.calmUse * 0.5), true, P, 1), "restore");
+  assert.equal(judge(using(0, P.calmSamples - 1), true, P, 1), "keep", "not before the calm window is full");
+  assert.equal(
+    judge([...using(0, P.calmSamples - 1), { periods: 10, throttled: 0 }], true, P, 1),
+    "keep",
+    "without its CPU time it stays demoted",
+  );
+});
+
+test("setQuota writes cpu.cfs_quota_us in the cgroup's period (v1) or cpu.max (v2)", async () => {
+  const root = await mkdtemp(join(tmpdir(), "ck-cpuquota-"));
+  try {
+    const v1 = join(root, "v1");
+    const v2 = join(root, "v2");
+    await mkdir(v1);
+    await mkdir(v2);
+    await writeFile(join(v1, "cpu.cfs_period_us"), "50000\n");
+    await writeFile(join(v1, "cpu.cfs_quota_us"), "50000\n");
+    await writeFile(join(v2, "cpu.max"), "100000 100000\n");
+    await setQuota(v1, 1.5);
+    await setQuota(v2, 0.5);
+    assert.equal(await readFile(join(v1, "cpu.cfs_quota_us"), "utf8"), "75000");
+    assert.equal(await readFile(join(v2, "cpu.max"), "utf8"), "50000 100000");
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("a demoted container runs at its demoted quota in the idle class, stays demoted while it spins, and gets its steady quota back once calm", async () => {
+  // cgroup v1 layout: cpu and cpuacct controllers side by side.
+  const root = await mkdtemp(join(tmpdir(), "ck-cpuguard-v1-"));
+  try {
+    const dir = (ctl: string, ...p: string[]) => join(root, ctl, ...p);
+    const a = dir("cpu", "clawkeep", "a");
+    const s = dir("cpu", "clawkeep-pools", "pool-0", "t-s");
+    for (const d of [a, s]) {
+      await mkdir(d, { recursive: true });
+      await mkdir(d.replace(`${root}/cpu/`, `${root}/cpuacct/`), { recursive: true });
+      await writeFile(join(d, "cpu.idle"), "0");
+      await writeFile(join(d, "cpu.cfs_period_us"), "100000");
+      await writeFile(join(d, "cpu.cfs_quota_us"), "100000");
+    }
+    const stat = { periods: 0, throttled: 0, usageNs: 0 };
+    const sStat = { periods: 0, throttled: 0 };
+    /** One interval: `throttled` of 10 periods, and `cpuSeconds` of CPU time. */
+    const advance = async (throttled: number, cpuSeconds: number) => {
+      stat.periods += 10;
+      stat.throttled += throttled;
+      stat.usageNs += cpuSeconds * 1e9;
+      await writeFile(join(a, "cpu.stat"), `nr_periods ${stat.periods}\nnr_throttled ${stat.throttled}\n`);
+      await writeFile(dir("cpuacct", "clawkeep", "a", "cpuacct.usage"), String(Math.round(stat.usageNs)));
+      sStat.periods += 10;
+      sStat.throttled += 10;
+      await writeFile(join(s, "cpu.stat"), `nr_periods ${sStat.periods}\nnr_throttled ${sStat.throttled}\n`);
+    };
+    const targets = () =>
+      scanTenantCgroups({
+        cpuRoot: join(root, "cpu"),
+        containersParent: "clawkeep",
+        poolsParent: "clawkeep-pools",
+      });
+    const found = await targets();
+    assert.deepEqual(
+      found.find((t) => t.tenant === "a"),
+      { tenant: "a", kind: "container", dir: a, cpuacctDir: dir("cpuacct", "clawkeep", "a") },
+    );
+    const changes: string[] = [];
+    const guard = new CpuGuard({
+      targets,
+      policy: { spinSamples: 3, calmSamples: 3 },
+      onChange: (t, d) => changes.push(`${t}:${d ? "idle" : "normal"}`),
+      // Containers only, as the platform wires it: the pool tenant keeps its quota.
+      quotas: (t) => (t.kind === "container" ? { steady: 1, demoted: 2 } : undefined),
+    });
+    const read = async (d: string, f: string) => (await readFile(join(d, f), "utf8")).trim();
+    // The guard divides CPU time by the real time between its ticks: each interval's CPU time is
+    // `cores` times the real time since the last tick.
+    let last = performance.now();
+    const tick = async (throttled: number, cores: number) => {
+      await new Promise((r) => setTimeout(r, 20));
+      const now = performance.now();
+      await advance(throttled, (cores * (now - last)) / 1000);
+      last = now;
+      await guard.tick();
+    };
+    await tick(0, 0); // baseline
+    for (let i = 0; i < 3; i++) await tick(9, 1); // spins at its steady quota
+    assert.deepEqual(changes, ["a:idle", "s:idle"]);
+    assert.equal(await read(a, "cpu.idle"), "1");
+    assert.equal(await read(a, "cpu.cfs_quota_us"), "200000", "lifted to its demoted quota");
+    assert.equal(await read(s, "cpu.cfs_quota_us"), "100000", "a pool tenant's quota is left alone");
+    // Unthrottled now, still spinning on both cores: stays demoted.
+    for (let i = 0; i < 5; i++) await tick(0, 2);
+    assert.equal(await read(a, "cpu.idle"), "1");
+    assert.deepEqual(changes, ["a:idle", "s:idle"]);
+    // Calm: back to its steady quota and the normal class.
+    for (let i = 0; i < 3; i++) await tick(0, 0.01);
+    assert.deepEqual(changes, ["a:idle", "s:idle", "a:normal"]);
+    assert.equal(await read(a, "cpu.idle"), "0");
+    assert.equal(await read(a, "cpu.cfs_quota_us"), "100000");
   } finally {
     await rm(root, { recursive: true, force: true });
   }

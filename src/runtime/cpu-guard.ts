@@ -1,30 +1,46 @@
 import { existsSync } from "node:fs";
 import { readdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join, relative } from "node:path";
 import type { Logger } from "pino";
 
 /**
  * Noisy-neighbour guard: a tenant that spins at its CPU quota is demoted to the idle scheduling
  * class (cgroup `cpu.idle`) until it calms down, and the operator hears of it (tenant events). A
  * quota bounds how much CPU a tenant gets on average, not when; the idle class lets every other
- * tenant's runnable work go first. What it buys a neighbour's tail latency is measured by
- * bench/sandbox.ts and has not been steady on a 2-core VM: B's /healthz p99 with A demoted was
- * 0.47-1.35x of A idle in one session's runs and 1.76-2.0x in the next (the no-hog control row
- * itself 1.08-1.46x); B's p50 is unchanged in every run.
+ * tenant's runnable work go first.
+ *
+ * A demoted dedicated container also gets its plan's CPUs back (up to the host's: `quotas`), the
+ * quota it starts with. In the idle class that is only CPU no one else wants, and it keeps the
+ * tenant from being throttled: measured on a 2-core VM (bench/sandbox.ts), B's /healthz p99 with a
+ * demoted A held at 1 core of 2 was 1.5-2.8x of A idle, with A demoted at its plan's 2 cores
+ * 0.9-1.0x. A quota in the idle class runs the tenant in bursts on every core at the start of each
+ * CFS period and stops it for the rest; the neighbour's wake-ups in that rhythm are what it costs.
  *
  * Signal: the cgroup's own throttling (cpu.stat nr_throttled / nr_periods). A tenant throttled in
  * at least `spinShare` of its periods over the last `spinSamples` intervals has been using all of
- * its quota for that long: demoted. A demoted tenant that was throttled in under `calmShare` of its
- * periods (or ran in none) over `calmSamples` intervals is restored. Start bursts are settled
- * before they could count: a starting gateway runs with the start quota and is rarely throttled.
+ * its quota for that long: demoted. A demoted tenant is restored once calm for `calmSamples`
+ * intervals: with its quota lifted, when it used under `calmUse` of its steady quota (its CPU
+ * time, cpuacct.usage or cpu.stat usage_usec); otherwise, when it was throttled in under
+ * `calmShare` of its periods. Start bursts are settled before they could count: a starting
+ * gateway runs with the start quota and is rarely throttled.
  *
  * Where `cpu.idle` is missing (kernels before 5.15), the tenant's weight is lowered instead
  * (cpu.shares 2 on cgroup v1, cpu.weight 1 on v2), which helps less.
  */
 export interface CpuGuardTarget {
   tenant: string;
+  /** A dedicated container's cgroup, or a Starter pool tenant's. */
+  kind: "container" | "pool";
   /** The tenant's cgroup directory in the cpu controller. */
   dir: string;
+  /** cgroup v1: its directory in the cpuacct controller (v2 counts CPU time in cpu.stat). */
+  cpuacctDir?: string;
+}
+
+/** A tenant's CPU quotas, in cores: its steady one, and the one it gets while demoted. */
+export interface CpuQuotas {
+  steady: number;
+  demoted: number;
 }
 
 export interface CpuGuardPolicy {
@@ -32,6 +48,8 @@ export interface CpuGuardPolicy {
   spinShare: number;
   calmSamples: number;
   calmShare: number;
+  /** With its quota lifted, a demoted tenant is calm below this share of its steady quota. */
+  calmUse: number;
 }
 
 export const DEFAULT_CPU_GUARD_POLICY: CpuGuardPolicy = {
@@ -39,22 +57,29 @@ export const DEFAULT_CPU_GUARD_POLICY: CpuGuardPolicy = {
   spinShare: 0.5,
   calmSamples: 10,
   calmShare: 0.05,
+  calmUse: 0.25,
 };
 
-/** One interval's counts: CFS periods the cgroup ran in, and how many of them ended throttled. */
+/**
+ * One interval's counts: CFS periods the cgroup ran in, how many of them ended throttled, and the
+ * cores it used on average (where its CPU time is readable).
+ */
 export interface CpuInterval {
   periods: number;
   throttled: number;
+  cores?: number;
 }
 
 /**
  * The verdict on a tenant from its latest intervals (newest last). Pure.
- * "demote" and "restore" are changes; "keep" leaves it as it is.
+ * "demote" and "restore" are changes; "keep" leaves it as it is. `liftedFrom`: a demoted tenant's
+ * quota was lifted from this steady one (cores), so it is calm by its CPU time, not by throttling.
  */
 export function judge(
   history: readonly CpuInterval[],
   demoted: boolean,
   p: CpuGuardPolicy,
+  liftedFrom?: number,
 ): "demote" | "restore" | "keep" {
   const last = (n: number) => (history.length >= n ? history.slice(-n) : undefined);
   if (!demoted) {
@@ -68,20 +93,33 @@ export function judge(
   }
   const w = last(p.calmSamples);
   if (!w) return "keep";
+  if (liftedFrom !== undefined) {
+    // Without its CPU time it stays demoted: never restored on a guess.
+    if (w.some((i) => i.cores === undefined)) return "keep";
+    const used = w.reduce((s, i) => s + i.cores!, 0) / w.length;
+    return used < p.calmUse * liftedFrom ? "restore" : "keep";
+  }
   const periods = w.reduce((s, i) => s + i.periods, 0);
   const throttled = w.reduce((s, i) => s + i.throttled, 0);
   return periods === 0 || throttled / periods < p.calmShare ? "restore" : "keep";
 }
 
-/** nr_periods and nr_throttled from a cpu.stat file (cgroup v1 and v2 name them alike). Pure. */
-export function parseCpuStat(text: string): { periods: number; throttled: number } | undefined {
+/**
+ * nr_periods and nr_throttled from a cpu.stat file (cgroup v1 and v2 name them alike), and on v2
+ * the CPU time (usage_usec, as µs). Pure.
+ */
+export function parseCpuStat(
+  text: string,
+): { periods: number; throttled: number; usageUs?: number } | undefined {
   const get = (k: string) => {
     const m = new RegExp(`^${k} (\\d+)$`, "m").exec(text);
     return m ? Number(m[1]) : undefined;
   };
   const periods = get("nr_periods");
   const throttled = get("nr_throttled");
-  return periods === undefined || throttled === undefined ? undefined : { periods, throttled };
+  const usageUs = get("usage_usec");
+  if (periods === undefined || throttled === undefined) return undefined;
+  return usageUs === undefined ? { periods, throttled } : { periods, throttled, usageUs };
 }
 
 /** The cpu controller's root: /sys/fs/cgroup/cpu on cgroup v1, /sys/fs/cgroup on v2. */
@@ -92,13 +130,19 @@ export function cpuControllerRoot(cgroupRoot = "/sys/fs/cgroup"): string {
 /**
  * The tenants' cpu cgroups as the drivers lay them out: `<parent>/<tenant>` for dedicated
  * containers (cgroupsPath `/<parent>/<name>`), `<poolsParent>/<pool>/t-<tenant>` for Starter pools.
- * Missing directories are no tenants.
+ * Missing directories are no tenants. On cgroup v1 (a `cpu` root) each target also names its
+ * directory in the sibling `cpuacct` controller.
  */
 export async function scanTenantCgroups(opts: {
   cpuRoot: string;
   containersParent?: string;
   poolsParent?: string;
 }): Promise<CpuGuardTarget[]> {
+  const acctRoot = basename(opts.cpuRoot) === "cpu" ? join(dirname(opts.cpuRoot), "cpuacct") : undefined;
+  const target = (tenant: string, kind: CpuGuardTarget["kind"], dir: string): CpuGuardTarget =>
+    acctRoot
+      ? { tenant, kind, dir, cpuacctDir: join(acctRoot, relative(opts.cpuRoot, dir)) }
+      : { tenant, kind, dir };
   const dirs = async (d: string) =>
     (await readdir(d, { withFileTypes: true }).catch(() => []))
       .filter((e) => e.isDirectory())
@@ -106,20 +150,20 @@ export async function scanTenantCgroups(opts: {
   const out: CpuGuardTarget[] = [];
   if (opts.containersParent) {
     const base = join(opts.cpuRoot, opts.containersParent);
-    for (const n of await dirs(base)) out.push({ tenant: n, dir: join(base, n) });
+    for (const n of await dirs(base)) out.push(target(n, "container", join(base, n)));
   }
   if (opts.poolsParent) {
     const base = join(opts.cpuRoot, opts.poolsParent);
     for (const pool of await dirs(base))
       for (const n of await dirs(join(base, pool)))
-        if (n.startsWith("t-")) out.push({ tenant: n.slice(2), dir: join(base, pool, n) });
+        if (n.startsWith("t-")) out.push(target(n.slice(2), "pool", join(base, pool, n)));
   }
   return out;
 }
 
 interface Tracked {
   dir: string;
-  last: { periods: number; throttled: number } | undefined;
+  last: { periods: number; throttled: number; usageNs: number | undefined; at: number } | undefined;
   history: CpuInterval[];
   demoted: boolean;
 }
@@ -130,6 +174,7 @@ export class CpuGuard {
   readonly #policy: CpuGuardPolicy;
   readonly #log: Logger | undefined;
   readonly #onChange: ((tenant: string, demoted: boolean, why: string) => void) | undefined;
+  readonly #quotas: ((t: CpuGuardTarget) => CpuQuotas | undefined) | undefined;
   readonly #tracked = new Map<string, Tracked>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -140,7 +185,10 @@ export class CpuGuard {
     policy?: Partial<CpuGuardPolicy>;
     log?: Logger;
     onChange?: (tenant: string, demoted: boolean, why: string) => void;
+    /** A tenant's quotas where demotion changes its quota (none: only its class changes). */
+    quotas?: (t: CpuGuardTarget) => CpuQuotas | undefined;
   }) {
+    this.#quotas = opts.quotas;
     this.#targets = opts.targets;
     this.#intervalMs = opts.intervalMs ?? 1000;
     this.#policy = { ...DEFAULT_CPU_GUARD_POLICY, ...opts.policy };
@@ -177,29 +225,44 @@ export class CpuGuard {
   async tick(): Promise<void> {
     const targets = await this.#targets();
     const seen = new Set<string>();
-    for (const { tenant, dir } of targets) {
+    for (const target of targets) {
+      const { tenant, dir } = target;
       seen.add(tenant);
       let t = this.#tracked.get(tenant);
       if (!t || t.dir !== dir) {
         t = { dir, last: undefined, history: [], demoted: await isDemoted(dir) };
         this.#tracked.set(tenant, t);
       }
-      const now = parseCpuStat(await readFile(join(dir, "cpu.stat"), "utf8").catch(() => ""));
-      if (!now) continue;
+      const stat = parseCpuStat(await readFile(join(dir, "cpu.stat"), "utf8").catch(() => ""));
+      if (!stat) continue;
+      const now = { ...stat, usageNs: await usageNs(target, stat.usageUs), at: performance.now() };
       if (t.last) {
-        t.history.push({
+        const interval: CpuInterval = {
           periods: Math.max(0, now.periods - t.last.periods),
           throttled: Math.max(0, now.throttled - t.last.throttled),
-        });
+        };
+        if (now.usageNs !== undefined && t.last.usageNs !== undefined && now.at > t.last.at)
+          interval.cores = Math.max(0, now.usageNs - t.last.usageNs) / 1e6 / (now.at - t.last.at);
+        t.history.push(interval);
         const keep = Math.max(this.#policy.spinSamples, this.#policy.calmSamples);
         if (t.history.length > keep) t.history.splice(0, t.history.length - keep);
       }
       t.last = now;
-      const verdict = judge(t.history, t.demoted, this.#policy);
+      const q = this.#quotas?.(target);
+      const lifts = q !== undefined && q.demoted !== q.steady;
+      const verdict = judge(t.history, t.demoted, this.#policy, lifts ? q.steady : undefined);
       if (verdict === "keep") continue;
       const demote = verdict === "demote";
       try {
-        await setIdle(dir, demote);
+        // Never a moment with the lifted quota outside the idle class: class first on the way
+        // down, quota first on the way back.
+        if (demote) {
+          await setIdle(dir, true);
+          if (lifts) await setQuota(dir, q.demoted);
+        } else {
+          if (lifts) await setQuota(dir, q.steady);
+          await setIdle(dir, false);
+        }
       } catch (err) {
         this.#tracked.delete(tenant);
         // The cgroup went away under us (the tenant stopped): forget it. Anything else is said.
@@ -213,7 +276,7 @@ export class CpuGuard {
       t.demoted = demote;
       t.history = [];
       const why = demote
-        ? `throttled in ≥ ${Math.round(this.#policy.spinShare * 100)} % of its CPU periods for ${this.#policy.spinSamples} intervals: spinning at its quota`
+        ? `throttled in ≥ ${Math.round(this.#policy.spinShare * 100)} % of its CPU periods for ${this.#policy.spinSamples} intervals: spinning at its quota${lifts ? ` (idle class, at ${q.demoted} cores: only CPU no one else wants)` : ""}`
         : `calm for ${this.#policy.calmSamples} intervals`;
       this.#log?.warn(
         { tenant, demoted: demote, why },
@@ -223,6 +286,25 @@ export class CpuGuard {
     }
     for (const n of [...this.#tracked.keys()]) if (!seen.has(n)) this.#tracked.delete(n);
   }
+}
+
+/** A cgroup's CPU time in ns: cpu.stat's usage_usec on v2, cpuacct.usage on v1; undefined if neither. */
+async function usageNs(t: CpuGuardTarget, usageUs: number | undefined): Promise<number | undefined> {
+  if (usageUs !== undefined) return usageUs * 1000;
+  if (!t.cpuacctDir) return undefined;
+  const text = await readFile(join(t.cpuacctDir, "cpuacct.usage"), "utf8").catch(() => "");
+  return /^\d+\s*$/.test(text) ? Number(text) : undefined;
+}
+
+/** Sets a cgroup's CPU quota (cores) in its current CFS period: cpu.max on v2, cpu.cfs_quota_us on v1. */
+export async function setQuota(dir: string, cores: number): Promise<void> {
+  const max = await readFile(join(dir, "cpu.max"), "utf8").catch(() => undefined);
+  if (max !== undefined) {
+    const period = Number(max.trim().split(/\s+/)[1] ?? 100_000);
+    return writeFile(join(dir, "cpu.max"), `${Math.round(cores * period)} ${period}`);
+  }
+  const period = Number((await readFile(join(dir, "cpu.cfs_period_us"), "utf8")).trim());
+  return writeFile(join(dir, "cpu.cfs_quota_us"), String(Math.round(cores * period)));
 }
 
 async function isDemoted(dir: string): Promise<boolean> {

@@ -35,6 +35,7 @@ import {
   renderOpenClawConfigFile,
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
+import type { CpuQuotas } from "../cpu-guard.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
 import { NetworkMembers } from "./members.ts";
 import { lockedBindOptions } from "./mounts.ts";
@@ -60,9 +61,8 @@ export const CPU_PERIOD_US = 100_000;
 /**
  * A tenant's CPU quota once its gateway is ready: the plan's, but never every core of the host,
  * so one tenant spinning takes at most hostCpus - 1 cores on average. It does not bound a
- * neighbour's latency by itself: with A spinning on 2 threads, B's /healthz p99 rose 1.26-1.66x
- * at 1 core of 2, no better at 2 cores or with a 10 ms CFS period (bench/sandbox.ts, three runs).
- * Demoting A (runtime/cpu-guard.ts) has not bounded it either: 0.47-2.0x across runs.
+ * neighbour's latency by itself (bench/sandbox.ts: B's /healthz p99 1.3-1.5x with A spinning at
+ * 1 core of 2); the CPU guard does, with containerCpuQuotas.
  */
 export function cpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
   return Math.max(0.5, Math.min(planCpus, hostCpus - 1));
@@ -76,6 +76,16 @@ export function cpuQuota(planCpus: number, hostCpus = availableParallelism()): n
  */
 export function startCpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
   return Math.max(cpuQuota(planCpus, hostCpus), Math.min(planCpus, hostCpus));
+}
+
+/**
+ * A container's quotas for the CPU guard (runtime/cpu-guard.ts): the steady one, and while it is
+ * demoted to the idle class its start quota (the plan's CPUs up to the host's): in that class it
+ * only gets CPU no one else wants, and unthrottled it no longer runs in per-period bursts on every
+ * core, which is what its neighbours' tail latency paid for.
+ */
+export function containerCpuQuotas(planCpus: number, hostCpus = availableParallelism()): CpuQuotas {
+  return { steady: cpuQuota(planCpus, hostCpus), demoted: startCpuQuota(planCpus, hostCpus) };
 }
 
 /** runc works on hybrid (v1) cgroups; crun needs a cgroup v2 host. Picks what this host can run. */
