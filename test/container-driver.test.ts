@@ -16,7 +16,8 @@ import { parseModelStatus } from "../src/llm/model-server/status.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
 import { driverConformance } from "../src/runtime/conformance.ts";
-import { ContainerDriver, detectOciRuntime } from "../src/runtime/local/driver.ts";
+import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
+import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "../src/runtime/local/driver.ts";
 import {
   applyRuleset,
   DEFAULT_NETWORK,
@@ -425,6 +426,63 @@ describe("container sandboxes", { skip }, () => {
     assert.match(oom, /oom_kill [1-9]/, oom);
     const b = await chat(`http://${gw("b").join(":")}`, tokens.b!, "still serving");
     assert.equal(b.status, 200, b.text);
+  });
+
+  test("A spinning at its CPU quota goes to the idle class at its plan's CPUs, B is left alone; A comes back at its steady quota once calm", async () => {
+    // Both at their steady quota, as the reconciler leaves a ready gateway.
+    for (const n of ["a", "b"] as const) await driver.settle(spec(n, SLOTS[n], TIERS[n]));
+    const q = containerCpuQuotas(planFor("premium").cpus);
+    const cpu = (n: string, f: string) => readFile(`${cpuControllerRoot()}/clawkeep-test/${n}/${f}`, "utf8");
+    const idle = async (n: string) => (await cpu(n, "cpu.idle")).trim();
+    const quota = async (n: string) =>
+      Number((await cpu(n, "cpu.cfs_quota_us")).trim()) / Number((await cpu(n, "cpu.cfs_period_us")).trim());
+    const until = async (what: () => Promise<boolean>, ms: number) => {
+      for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 100)))
+        if (await what()) return true;
+      return what();
+    };
+    assert.equal(await quota("a"), q.steady);
+    // B has just served a chat (the test before): wait until it is quiet, not throttled for a
+    // second, or the guard would rightly find it busy at its quota too.
+    const throttled = async (n: string) => Number(/nr_throttled (\d+)/.exec(await cpu(n, "cpu.stat"))![1]);
+    assert.ok(
+      await until(async () => {
+        const t0 = await throttled("b");
+        await new Promise((r) => setTimeout(r, 1000));
+        return (await throttled("b")) === t0;
+      }, 60_000),
+      "B quiet",
+    );
+    const changes: string[] = [];
+    // As the control plane wires it (control/sandbox.ts), with a shorter interval.
+    const guard = new CpuGuard({
+      targets: () => scanTenantCgroups({ cpuRoot: cpuControllerRoot(), containersParent: "clawkeep-test" }),
+      intervalMs: 200,
+      policy: { spinSamples: 5, calmSamples: 5 },
+      quotas: (t) => (t.kind === "container" ? q : undefined),
+      onChange: (t, d) => changes.push(`${t}:${d ? "idle" : "normal"}`),
+    });
+    guard.start();
+    try {
+      // One thread more than its steady quota, for 6 s: throttled in most periods.
+      const threads = Math.ceil(q.steady) + 1;
+      const spinJs = `const {Worker}=require('node:worker_threads');const s='const e=Date.now()+6000;while(Date.now()<e){}';for(let i=1;i<${threads};i++)new Worker(s,{eval:true});eval(s)`;
+      const hog = driver.exec("a", [runtime.nodeBin, "-e", spinJs]).catch((e: Error) => e.message);
+      assert.ok(await until(async () => (await idle("a")) === "1", 5000), `A demoted: ${changes}`);
+      assert.equal(await quota("a"), q.demoted, "in the idle class at its demoted quota");
+      assert.equal(await idle("b"), "0", "B stays in the normal class");
+      assert.equal(await quota("b"), q.steady);
+      await hog;
+      assert.ok(await until(async () => (await idle("a")) === "0", 5000), `A restored once calm: ${changes}`);
+      assert.equal(await quota("a"), q.steady, "back at its steady quota");
+      // Demoted once, restored once: not back while it still spun at its lifted quota.
+      assert.deepEqual(
+        changes.filter((c) => /^[ab]:/.test(c)),
+        ["a:idle", "a:normal"],
+      );
+    } finally {
+      await guard.stop();
+    }
   });
 
   test("delete leaves nothing behind: no container, netns, veth, cgroup, bundle", async () => {

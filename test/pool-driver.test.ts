@@ -622,14 +622,7 @@ describe("pool lifecycle with small gateways", { skip }, () => {
       intervalMs: 200,
       policy: { spinSamples: 5, calmSamples: 5 },
       onChange: (t, d) => changes.push(`${t}:${d ? "idle" : "normal"}`),
-      // The platform lifts only containers' quotas; here the lift runs on a pool tenant's real
-      // cgroup (cpuacct.usage, cpu.cfs_quota_us), the cheapest real cgroup these tests have.
-      quotas: (t) => (t.tenant === "f1" ? { steady: 1, demoted: 2 } : undefined),
     });
-    const quota = async (cg: typeof cg1) =>
-      Number((await readFile(join(cg.dir("cpu"), "cpu.cfs_quota_us"), "utf8")).trim()) /
-      Number((await readFile(join(cg.dir("cpu"), "cpu.cfs_period_us"), "utf8")).trim());
-    assert.equal(await quota(cg1), 1);
     assert.equal(await idle(cg1), "0");
     guard.start();
     try {
@@ -638,16 +631,12 @@ describe("pool lifecycle with small gateways", { skip }, () => {
         "const {Worker}=require('node:worker_threads');const s='const e=Date.now()+6000;while(Date.now()<e){}';new Worker(s,{eval:true});eval(s)";
       const hog = small.exec("f1", [runtime.nodeBin, "-e", spinJs]).catch((e: Error) => e.message);
       assert.ok(await until(async () => (await idle(cg1)) === "1", 5000), `f1 demoted: ${changes}`);
-      assert.equal(await quota(cg1), 2, "in the idle class at its demoted quota");
       assert.equal(await idle(cg2), "0", "its quiet neighbour stays in the normal class");
       await hog;
       assert.ok(
         await until(async () => (await idle(cg1)) === "0", 5000),
         `f1 restored once calm: ${changes}`,
       );
-      assert.equal(await quota(cg1), 1, "back at its steady quota");
-      // Unthrottled at 2 cores it kept spinning in the idle class and was not restored until the
-      // hog ended: calm is judged by its CPU time there, not by throttling (no flapping).
       assert.deepEqual(
         changes.filter((c) => c.startsWith("f")),
         ["f1:idle", "f1:normal"],
@@ -655,7 +644,6 @@ describe("pool lifecycle with small gateways", { skip }, () => {
     } finally {
       await guard.stop();
       await writeFile(join(cg1.dir("cpu"), "cpu.idle"), "0").catch(() => {});
-      await small.settle(spec("f1", 0)).catch(() => {});
     }
   });
 
