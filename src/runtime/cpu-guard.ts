@@ -11,10 +11,11 @@ import type { Logger } from "pino";
  *
  * A demoted dedicated container also gets its plan's CPUs back (up to the host's: `quotas`), the
  * quota it starts with. In the idle class that is only CPU no one else wants, and it keeps the
- * tenant from being throttled: measured on a 2-core VM (bench/sandbox.ts), B's /healthz p99 with a
- * demoted A held at 1 core of 2 was 1.5-2.8x of A idle, with A demoted at its plan's 2 cores
- * 0.9-1.0x. A quota in the idle class runs the tenant in bursts on every core at the start of each
- * CFS period and stops it for the rest; the neighbour's wake-ups in that rhythm are what it costs.
+ * tenant from being throttled: a quota in the idle class still runs the tenant in bursts on every
+ * core at the start of each CFS period and stops it for the rest, and the neighbour's wake-ups in
+ * that rhythm are what it paid. Measured on a 2-core VM (bench/sandbox.ts, B's /healthz p99 with A
+ * spinning vs A idle, median of paired blocks): A demoted at its plan's 2 cores 1.01 and 1.06 in
+ * two runs; demoted but held at 1 core 2.5 in both; not demoted 4.7.
  *
  * Signal: the cgroup's own throttling (cpu.stat nr_throttled / nr_periods). A tenant throttled in
  * at least `spinShare` of its periods over the last `spinSamples` intervals has been using all of

@@ -61,7 +61,7 @@ export const CPU_PERIOD_US = 100_000;
 /**
  * A tenant's CPU quota once its gateway is ready: the plan's, but never every core of the host,
  * so one tenant spinning takes at most hostCpus - 1 cores on average. It does not bound a
- * neighbour's latency by itself (bench/sandbox.ts: B's /healthz p99 1.3-1.5x with A spinning at
+ * neighbour's latency by itself (bench/sandbox.ts: B's /healthz p99 1.5-4.7x with A spinning at
  * 1 core of 2); the CPU guard does, with containerCpuQuotas.
  */
 export function cpuQuota(planCpus: number, hostCpus = availableParallelism()): number {
