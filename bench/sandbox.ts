@@ -252,7 +252,7 @@ const cleanup = () => {
 for (const sig of ["SIGINT", "SIGTERM"] as const)
   process.once(sig, () => {
     process.stderr.write(`${sig}: cleaning up\n`);
-    void cleanup().finally(() => process.exit(130));
+    void cleanup().finally(() => process.exit(sig === "SIGINT" ? 130 : 143));
   });
 try {
   const premium = planFor("premium").cpus;

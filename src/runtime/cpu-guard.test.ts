@@ -176,16 +176,19 @@ test("a demoted container runs at its demoted quota in the idle class, stays dem
     const dir = (ctl: string, ...p: string[]) => join(root, ctl, ...p);
     const a = dir("cpu", "clawkeep", "a");
     const s = dir("cpu", "clawkeep-pools", "pool-0", "t-s");
-    for (const d of [a, s]) {
+    // A container whose CPU time cannot be read (no cpuacct directory).
+    const u = dir("cpu", "clawkeep", "u");
+    for (const d of [a, s, u]) {
       await mkdir(d, { recursive: true });
-      await mkdir(d.replace(`${root}/cpu/`, `${root}/cpuacct/`), { recursive: true });
+      if (d !== u) await mkdir(d.replace(`${root}/cpu/`, `${root}/cpuacct/`), { recursive: true });
       await writeFile(join(d, "cpu.idle"), "0");
       await writeFile(join(d, "cpu.cfs_period_us"), "100000");
       await writeFile(join(d, "cpu.cfs_quota_us"), "100000");
     }
     const stat = { periods: 0, throttled: 0, usageNs: 0 };
     const sStat = { periods: 0, throttled: 0 };
-    /** One interval: `throttled` of 10 periods, and `cpuSeconds` of CPU time. */
+    let clock = 0;
+    /** One second: `throttled` of 10 periods, and `cpuSeconds` of CPU time. */
     const advance = async (throttled: number, cpuSeconds: number) => {
       stat.periods += 10;
       stat.throttled += throttled;
@@ -194,7 +197,11 @@ test("a demoted container runs at its demoted quota in the idle class, stays dem
       await writeFile(dir("cpuacct", "clawkeep", "a", "cpuacct.usage"), String(Math.round(stat.usageNs)));
       sStat.periods += 10;
       sStat.throttled += 10;
-      await writeFile(join(s, "cpu.stat"), `nr_periods ${sStat.periods}\nnr_throttled ${sStat.throttled}\n`);
+      for (const d of [s, u])
+        await writeFile(
+          join(d, "cpu.stat"),
+          `nr_periods ${sStat.periods}\nnr_throttled ${sStat.throttled}\n`,
+        );
     };
     const targets = () =>
       scanTenantCgroups({
@@ -214,31 +221,29 @@ test("a demoted container runs at its demoted quota in the idle class, stays dem
       onChange: (t, d) => changes.push(`${t}:${d ? "idle" : "normal"}`),
       // Containers only, as the platform wires it: the pool tenant keeps its quota.
       quotas: (t) => (t.kind === "container" ? { steady: 1, demoted: 2 } : undefined),
+      now: () => clock,
     });
     const read = async (d: string, f: string) => (await readFile(join(d, f), "utf8")).trim();
-    // The guard divides CPU time by the real time between its ticks: each interval's CPU time is
-    // `cores` times the real time since the last tick.
-    let last = performance.now();
     const tick = async (throttled: number, cores: number) => {
-      await new Promise((r) => setTimeout(r, 20));
-      const now = performance.now();
-      await advance(throttled, (cores * (now - last)) / 1000);
-      last = now;
+      clock += 1000;
+      await advance(throttled, cores);
       await guard.tick();
     };
     await tick(0, 0); // baseline
     for (let i = 0; i < 3; i++) await tick(9, 1); // spins at its steady quota
-    assert.deepEqual(changes, ["a:idle", "s:idle"]);
+    assert.deepEqual(changes, ["a:idle", "u:idle", "s:idle"]);
     assert.equal(await read(a, "cpu.idle"), "1");
     assert.equal(await read(a, "cpu.cfs_quota_us"), "200000", "lifted to its demoted quota");
     assert.equal(await read(s, "cpu.cfs_quota_us"), "100000", "a pool tenant's quota is left alone");
+    // Without its CPU time its calm could not be told once unthrottled: class only, no lift.
+    assert.equal(await read(u, "cpu.cfs_quota_us"), "100000", "no lift without CPU time");
     // Unthrottled now, still spinning on both cores: stays demoted.
     for (let i = 0; i < 5; i++) await tick(0, 2);
     assert.equal(await read(a, "cpu.idle"), "1");
-    assert.deepEqual(changes, ["a:idle", "s:idle"]);
+    assert.deepEqual(changes, ["a:idle", "u:idle", "s:idle"]);
     // Calm: back to its steady quota and the normal class.
     for (let i = 0; i < 3; i++) await tick(0, 0.01);
-    assert.deepEqual(changes, ["a:idle", "s:idle", "a:normal"]);
+    assert.deepEqual(changes, ["a:idle", "u:idle", "s:idle", "a:normal"]);
     assert.equal(await read(a, "cpu.idle"), "0");
     assert.equal(await read(a, "cpu.cfs_quota_us"), "100000");
   } finally {

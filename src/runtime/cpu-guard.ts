@@ -21,7 +21,8 @@ import type { Logger } from "pino";
  * at least `spinShare` of its periods over the last `spinSamples` intervals has been using all of
  * its quota for that long: demoted. A demoted tenant is restored once calm for `calmSamples`
  * intervals: with its quota lifted, when it used under `calmUse` of its steady quota (its CPU
- * time, cpuacct.usage or cpu.stat usage_usec); otherwise, when it was throttled in under
+ * time, cpuacct.usage or cpu.stat usage_usec; where that cannot be read it is not lifted);
+ * otherwise, when it was throttled in under
  * `calmShare` of its periods. Start bursts are settled before they could count: a starting
  * gateway runs with the start quota and is rarely throttled.
  *
@@ -176,6 +177,7 @@ export class CpuGuard {
   readonly #log: Logger | undefined;
   readonly #onChange: ((tenant: string, demoted: boolean, why: string) => void) | undefined;
   readonly #quotas: ((t: CpuGuardTarget) => CpuQuotas | undefined) | undefined;
+  readonly #now: () => number;
   readonly #tracked = new Map<string, Tracked>();
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -188,8 +190,11 @@ export class CpuGuard {
     onChange?: (tenant: string, demoted: boolean, why: string) => void;
     /** A tenant's quotas where demotion changes its quota (none: only its class changes). */
     quotas?: (t: CpuGuardTarget) => CpuQuotas | undefined;
+    /** Milliseconds, for the cores a tenant used between ticks (tests pass their own). */
+    now?: () => number;
   }) {
     this.#quotas = opts.quotas;
+    this.#now = opts.now ?? (() => performance.now());
     this.#targets = opts.targets;
     this.#intervalMs = opts.intervalMs ?? 1000;
     this.#policy = { ...DEFAULT_CPU_GUARD_POLICY, ...opts.policy };
@@ -236,7 +241,7 @@ export class CpuGuard {
       }
       const stat = parseCpuStat(await readFile(join(dir, "cpu.stat"), "utf8").catch(() => ""));
       if (!stat) continue;
-      const now = { ...stat, usageNs: await usageNs(target, stat.usageUs), at: performance.now() };
+      const now = { ...stat, usageNs: await usageNs(target, stat.usageUs), at: this.#now() };
       if (t.last) {
         const interval: CpuInterval = {
           periods: Math.max(0, now.periods - t.last.periods),
@@ -250,7 +255,9 @@ export class CpuGuard {
       }
       t.last = now;
       const q = this.#quotas?.(target);
-      const lifts = q !== undefined && q.demoted !== q.steady;
+      const liftable = q !== undefined && q.demoted !== q.steady;
+      // Lifted only where its CPU time is readable: unthrottled, that is how its calm is told.
+      const lifts = liftable && now.usageNs !== undefined;
       const verdict = judge(t.history, t.demoted, this.#policy, lifts ? q.steady : undefined);
       if (verdict === "keep") continue;
       const demote = verdict === "demote";
@@ -261,7 +268,7 @@ export class CpuGuard {
           await setIdle(dir, true);
           if (lifts) await setQuota(dir, q.demoted);
         } else {
-          if (lifts) await setQuota(dir, q.steady);
+          if (liftable) await setQuota(dir, q.steady);
           await setIdle(dir, false);
         }
       } catch (err) {
