@@ -454,32 +454,38 @@ describe("container sandboxes", { skip }, () => {
       "B quiet",
     );
     const changes: string[] = [];
-    // As the control plane wires it (control/sandbox.ts), with a shorter interval.
+    const whys: string[] = [];
+    // As the control plane wires it (control/sandbox.ts): its 1 s interval and 5-interval spin
+    // window, longer than an idle gateway's own bursts (B has them too); a shorter calm window.
     const guard = new CpuGuard({
       targets: () => scanTenantCgroups({ cpuRoot: cpuControllerRoot(), containersParent: "clawkeep-test" }),
-      intervalMs: 200,
-      policy: { spinSamples: 5, calmSamples: 5 },
+      policy: { calmSamples: 5 },
       quotas: (t) => (t.kind === "container" ? q : undefined),
-      onChange: (t, d) => changes.push(`${t}:${d ? "idle" : "normal"}`),
+      onChange: (t, d, why) => {
+        changes.push(`${t}:${d ? "idle" : "normal"}`);
+        whys.push(`${t}: ${why}`);
+      },
     });
     guard.start();
     try {
-      // One thread more than its steady quota, for 6 s: throttled in most periods.
+      // One thread more than its steady quota, for 12 s: throttled in most periods, at its quota.
       const threads = Math.ceil(q.steady) + 1;
-      const spinJs = `const {Worker}=require('node:worker_threads');const s='const e=Date.now()+6000;while(Date.now()<e){}';for(let i=1;i<${threads};i++)new Worker(s,{eval:true});eval(s)`;
+      const spinJs = `const {Worker}=require('node:worker_threads');const s='const e=Date.now()+12000;while(Date.now()<e){}';for(let i=1;i<${threads};i++)new Worker(s,{eval:true});eval(s)`;
       const hog = driver.exec("a", [runtime.nodeBin, "-e", spinJs]).catch((e: Error) => e.message);
-      assert.ok(await until(async () => (await idle("a")) === "1", 5000), `A demoted: ${changes}`);
+      assert.ok(await until(async () => (await idle("a")) === "1", 10_000), `A demoted: ${whys}`);
       assert.equal(await quota("a"), q.demoted, "in the idle class at its demoted quota");
-      assert.equal(await idle("b"), "0", "B stays in the normal class");
+      assert.equal(await idle("b"), "0", `B stays in the normal class: ${whys}`);
       assert.equal(await quota("b"), q.steady);
       await hog;
-      assert.ok(await until(async () => (await idle("a")) === "0", 5000), `A restored once calm: ${changes}`);
+      assert.ok(await until(async () => (await idle("a")) === "0", 10_000), `A restored once calm: ${whys}`);
       assert.equal(await quota("a"), q.steady, "back at its steady quota");
       // Demoted once, restored once: not back while it still spun at its lifted quota.
       assert.deepEqual(
         changes.filter((c) => /^[ab]:/.test(c)),
         ["a:idle", "a:normal"],
+        whys.join("; "),
       );
+      assert.match(whys[0]!, /^a: .* [01]\.\d\d cores on average/, "judged by its CPU time too");
     } finally {
       await guard.stop();
     }

@@ -244,9 +244,13 @@ export async function buildSandboxDrivers(o: {
       }),
     log,
     onChange: (tenant, demoted, why) => o.onCpuClass?.(tenant, demoted, why),
+    // A container's steady and demoted quotas; a pool tenant's one quota (its plan's: never lifted).
     quotas: (t) => {
-      const plan = t.kind === "container" ? o.planOf?.(t.tenant) : undefined;
-      return plan ? containerCpuQuotas(plan.cpus) : undefined;
+      const plan = o.planOf?.(t.tenant);
+      if (!plan) return undefined;
+      return t.kind === "container"
+        ? containerCpuQuotas(plan.cpus)
+        : { steady: plan.cpus, demoted: plan.cpus };
     },
   });
   if (settings.cpuGuard) guard.start();

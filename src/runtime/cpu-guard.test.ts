@@ -11,9 +11,11 @@ import {
   parseCpuStat,
   scanTenantCgroups,
   setQuota,
+  summarize,
 } from "./cpu-guard.ts";
 
 const spin = (n: number): CpuInterval[] => Array.from({ length: n }, () => ({ periods: 10, throttled: 9 }));
+const LIFTED = { steady: 1, lifted: true };
 const calm = (n: number): CpuInterval[] => Array.from({ length: n }, () => ({ periods: 0, throttled: 0 }));
 
 test("a tenant throttled in most of its periods for the whole window is demoted; short or partial spins are not", () => {
@@ -134,17 +136,53 @@ test("the guard finds container and pool tenants, demotes only the one that spin
   }
 });
 
+test("a short burst, throttled in most periods but under its quota on average, is not a spin; a spin at its quota is", () => {
+  const steady = { steady: 1, lifted: false };
+  // An idle gateway's own burst: 2 s of 5 at 0.9 cores, with more threads than its quota.
+  const burst: CpuInterval[] = [
+    { periods: 10, throttled: 9, cores: 0.9 },
+    { periods: 10, throttled: 9, cores: 0.9 },
+    { periods: 10, throttled: 6, cores: 0.5 },
+    { periods: 10, throttled: 3, cores: 0.2 },
+    { periods: 10, throttled: 0, cores: 0.02 },
+  ];
+  assert.equal(judge(burst, false, P), "demote", "control: by throttling alone it is spinning");
+  assert.equal(judge(burst, false, P, steady), "keep");
+  const atQuota = Array.from({ length: P.spinSamples }, () => ({ periods: 10, throttled: 9, cores: 0.97 }));
+  assert.equal(judge(atQuota, false, P, steady), "demote");
+  assert.equal(
+    judge(atQuota, false, P, { steady: 2, lifted: false }),
+    "keep",
+    "a 2-core tenant at 1 core is not at its quota",
+  );
+  assert.equal(
+    judge(spin(P.spinSamples), false, P, steady),
+    "demote",
+    "without its CPU time, throttling decides",
+  );
+  assert.deepEqual(summarize(burst), {
+    intervals: 5,
+    ranThroughout: true,
+    throttledShare: 0.54,
+    cores: 0.504,
+  });
+});
+
 test("a demoted tenant whose quota was lifted is calm by its CPU time, not by throttling", () => {
   const using = (cores: number, n = P.calmSamples): CpuInterval[] =>
     Array.from({ length: n }, () => ({ periods: 10, throttled: 0, cores }));
   // Unthrottled at its lifted quota and still spinning: not calm (the throttle rule would say so).
   assert.equal(judge(using(2), true, P), "restore", "control: by throttling it looks calm");
-  assert.equal(judge(using(2), true, P, 1), "keep");
-  assert.equal(judge(using(P.calmUse * 1.2), true, P, 1), "keep");
-  assert.equal(judge(using(P.calmUse * 0.5), true, P, 1), "restore");
-  assert.equal(judge(using(0, P.calmSamples - 1), true, P, 1), "keep", "not before the calm window is full");
+  assert.equal(judge(using(2), true, P, LIFTED), "keep");
+  assert.equal(judge(using(P.calmUse * 1.2), true, P, LIFTED), "keep");
+  assert.equal(judge(using(P.calmUse * 0.5), true, P, LIFTED), "restore");
   assert.equal(
-    judge([...using(0, P.calmSamples - 1), { periods: 10, throttled: 0 }], true, P, 1),
+    judge(using(0, P.calmSamples - 1), true, P, LIFTED),
+    "keep",
+    "not before the calm window is full",
+  );
+  assert.equal(
+    judge([...using(0, P.calmSamples - 1), { periods: 10, throttled: 0 }], true, P, LIFTED),
     "keep",
     "without its CPU time it stays demoted",
   );

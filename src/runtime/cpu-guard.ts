@@ -18,13 +18,16 @@ import type { Logger } from "pino";
  * two runs; demoted but held at 1 core 2.5 in both; not demoted 4.7.
  *
  * Signal: the cgroup's own throttling (cpu.stat nr_throttled / nr_periods). A tenant throttled in
- * at least `spinShare` of its periods over the last `spinSamples` intervals has been using all of
- * its quota for that long: demoted. A demoted tenant is restored once calm for `calmSamples`
- * intervals: with its quota lifted, when it used under `calmUse` of its steady quota (its CPU
- * time, cpuacct.usage or cpu.stat usage_usec; where that cannot be read it is not lifted);
- * otherwise, when it was throttled in under
- * `calmShare` of its periods. Start bursts are settled before they could count: a starting
- * gateway runs with the start quota and is rarely throttled.
+ * at least `spinShare` of its periods over the last `spinSamples` intervals, and (where its CPU
+ * time can be read) using at least `spinUse` of its steady quota on average over them, has been
+ * spinning at its quota for that long: demoted. The CPU-time floor keeps a gateway's own short
+ * bursts out (an idle OpenClaw gateway runs 1-3 s at up to 90 % of a core every ~100 s; with
+ * more threads than its quota, a burst is throttled in most of its periods). A demoted tenant is
+ * restored once calm for `calmSamples` intervals: with its quota lifted, when it used under
+ * `calmUse` of its steady quota (its CPU time, cpuacct.usage or cpu.stat usage_usec; where that
+ * cannot be read it is not lifted); otherwise, when it was throttled in under `calmShare` of its
+ * periods. Start bursts are settled before they could count: a starting gateway runs with the
+ * start quota and is rarely throttled.
  *
  * Where `cpu.idle` is missing (kernels before 5.15), the tenant's weight is lowered instead
  * (cpu.shares 2 on cgroup v1, cpu.weight 1 on v2), which helps less.
@@ -50,6 +53,8 @@ export interface CpuGuardPolicy {
   spinShare: number;
   calmSamples: number;
   calmShare: number;
+  /** Where its CPU time is readable, a tenant spins only when it used at least this share of its steady quota. */
+  spinUse: number;
   /** With its quota lifted, a demoted tenant is calm below this share of its steady quota. */
   calmUse: number;
 }
@@ -59,6 +64,7 @@ export const DEFAULT_CPU_GUARD_POLICY: CpuGuardPolicy = {
   spinShare: 0.5,
   calmSamples: 10,
   calmShare: 0.05,
+  spinUse: 0.75,
   calmUse: 0.25,
 };
 
@@ -72,38 +78,58 @@ export interface CpuInterval {
   cores?: number;
 }
 
+/** What a window of intervals adds up to: the share of its periods that ended throttled, and the cores it used on average (where every interval has its CPU time). */
+export interface CpuWindow {
+  intervals: number;
+  /** Every interval ran in at least one CFS period. */
+  ranThroughout: boolean;
+  throttledShare: number;
+  cores: number | undefined;
+}
+
+export function summarize(w: readonly CpuInterval[]): CpuWindow {
+  const periods = w.reduce((s, i) => s + i.periods, 0);
+  const throttled = w.reduce((s, i) => s + i.throttled, 0);
+  const cores = w.every((i) => i.cores !== undefined)
+    ? w.reduce((s, i) => s + i.cores!, 0) / w.length
+    : undefined;
+  return {
+    intervals: w.length,
+    ranThroughout: w.every((i) => i.periods > 0),
+    throttledShare: periods === 0 ? 0 : throttled / periods,
+    cores: w.length === 0 ? undefined : cores,
+  };
+}
+
 /**
  * The verdict on a tenant from its latest intervals (newest last). Pure.
- * "demote" and "restore" are changes; "keep" leaves it as it is. `liftedFrom`: a demoted tenant's
- * quota was lifted from this steady one (cores), so it is calm by its CPU time, not by throttling.
+ * "demote" and "restore" are changes; "keep" leaves it as it is. `quota`: the tenant's steady
+ * quota (cores) where the guard knows it, and whether a demotion lifted it, in which case the
+ * tenant is calm by its CPU time, not by throttling.
  */
 export function judge(
   history: readonly CpuInterval[],
   demoted: boolean,
   p: CpuGuardPolicy,
-  liftedFrom?: number,
+  quota?: { steady: number; lifted: boolean },
 ): "demote" | "restore" | "keep" {
-  const last = (n: number) => (history.length >= n ? history.slice(-n) : undefined);
+  const last = (n: number) => (history.length >= n ? summarize(history.slice(-n)) : undefined);
   if (!demoted) {
     const w = last(p.spinSamples);
-    if (!w) return "keep";
     // Every interval must have run (a tenant idle for a while is not spinning) ...
-    if (w.some((i) => i.periods === 0)) return "keep";
-    const periods = w.reduce((s, i) => s + i.periods, 0);
-    const throttled = w.reduce((s, i) => s + i.throttled, 0);
-    return throttled / periods >= p.spinShare ? "demote" : "keep";
+    if (!w?.ranThroughout || w.throttledShare < p.spinShare) return "keep";
+    // ... and, where its CPU time tells, at its quota on average: not a burst.
+    if (quota && w.cores !== undefined && w.cores < p.spinUse * quota.steady) return "keep";
+    return "demote";
   }
   const w = last(p.calmSamples);
   if (!w) return "keep";
-  if (liftedFrom !== undefined) {
+  if (quota?.lifted) {
     // Without its CPU time it stays demoted: never restored on a guess.
-    if (w.some((i) => i.cores === undefined)) return "keep";
-    const used = w.reduce((s, i) => s + i.cores!, 0) / w.length;
-    return used < p.calmUse * liftedFrom ? "restore" : "keep";
+    if (w.cores === undefined) return "keep";
+    return w.cores < p.calmUse * quota.steady ? "restore" : "keep";
   }
-  const periods = w.reduce((s, i) => s + i.periods, 0);
-  const throttled = w.reduce((s, i) => s + i.throttled, 0);
-  return periods === 0 || throttled / periods < p.calmShare ? "restore" : "keep";
+  return w.throttledShare < p.calmShare ? "restore" : "keep";
 }
 
 /**
@@ -258,8 +284,12 @@ export class CpuGuard {
       const liftable = q !== undefined && q.demoted !== q.steady;
       // Lifted only where its CPU time is readable: unthrottled, that is how its calm is told.
       const lifts = liftable && now.usageNs !== undefined;
-      const verdict = judge(t.history, t.demoted, this.#policy, lifts ? q.steady : undefined);
+      const quota = q && { steady: q.steady, lifted: lifts };
+      const verdict = judge(t.history, t.demoted, this.#policy, quota);
       if (verdict === "keep") continue;
+      const window = summarize(
+        t.history.slice(-(verdict === "demote" ? this.#policy.spinSamples : this.#policy.calmSamples)),
+      );
       const demote = verdict === "demote";
       try {
         // Never a moment with the lifted quota outside the idle class: class first on the way
@@ -283,9 +313,10 @@ export class CpuGuard {
       }
       t.demoted = demote;
       t.history = [];
+      const used = window.cores === undefined ? "" : `, ${window.cores.toFixed(2)} cores on average`;
       const why = demote
-        ? `throttled in ≥ ${Math.round(this.#policy.spinShare * 100)} % of its CPU periods for ${this.#policy.spinSamples} intervals: spinning at its quota${lifts ? ` (idle class, at ${q.demoted} cores: only CPU no one else wants)` : ""}`
-        : `calm for ${this.#policy.calmSamples} intervals`;
+        ? `throttled in ${Math.round(window.throttledShare * 100)} % of its CPU periods over ${window.intervals} intervals${used}: spinning at its quota${lifts ? ` (idle class, at ${q.demoted} cores: only CPU no one else wants)` : ""}`
+        : `calm for ${window.intervals} intervals (throttled in ${Math.round(window.throttledShare * 100)} % of its periods${used})`;
       this.#log?.warn(
         { tenant, demoted: demote, why },
         demote ? "tenant demoted to idle CPU class" : "tenant CPU class restored",

@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import { renderTenantLimits, TenantCgroup } from "./cgroups.ts";
 
@@ -36,4 +39,25 @@ test("cgroup paths are built from checked parts only", async () => {
     () => new TenantCgroup({ parent: "..", pool: "pool-1", leaf: "t-a" }),
     /bad cgroup path part/,
   );
+});
+
+test("a tenant gets a cpuacct cgroup where cpuacct is its own hierarchy, not where it shares cpu's", async () => {
+  const root = await mkdtemp(join(tmpdir(), "ck-cgroots-"));
+  try {
+    const apart = join(root, "apart");
+    for (const c of ["memory", "pids", "cpu", "cpuacct"]) await mkdir(join(apart, c), { recursive: true });
+    const cg = new TenantCgroup({ parent: "p", pool: "pool-1", leaf: "t-a", root: apart });
+    assert.deepEqual(await cg.controllers(), ["memory", "pids", "cpu", "cpuacct"]);
+    assert.deepEqual((await cg.runcArgs()).slice(-2), ["--cgroup", "cpuacct:t-a"]);
+    // Mounted together (cpu and cpuacct both links to "cpu,cpuacct"): one cgroup counts both.
+    const joint = join(root, "joint");
+    for (const c of ["memory", "pids", "cpu,cpuacct"]) await mkdir(join(joint, c), { recursive: true });
+    await symlink("cpu,cpuacct", join(joint, "cpu"));
+    await symlink("cpu,cpuacct", join(joint, "cpuacct"));
+    const j = new TenantCgroup({ parent: "p", pool: "pool-1", leaf: "t-a", root: joint });
+    assert.deepEqual(await j.controllers(), ["memory", "pids", "cpu"]);
+    assert.deepEqual((await j.runcArgs()).slice(-2), ["--cgroup", "cpu,cpuacct:t-a"]);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

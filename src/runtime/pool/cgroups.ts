@@ -7,7 +7,9 @@ import { execFile } from "../../lib/exec.ts";
 
 /**
  * Per-tenant cgroups inside a pool (cgroup v1, the layout of this kind of host): one child
- * cgroup per tenant under the pool container's cgroup, in the memory, pids and cpu controllers.
+ * cgroup per tenant under the pool container's cgroup, in the memory, pids and cpu controllers,
+ * and in cpuacct where it is a hierarchy of its own (its CPU time: how the CPU guard tells a
+ * tenant spinning at its quota from a short burst).
  * The driver creates it with the tenant's limits, `runc exec --cgroup` puts the gateway in it
  * before its first instruction (no window in which it runs unbounded), and the driver kills what
  * is in it and removes it. A tenant cannot leave it: no cgroup filesystem inside the pool.
@@ -28,6 +30,8 @@ const PART_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const CFS_PERIOD = 100_000;
 
 export class CgroupError extends ClawkeepError {}
+
+type Controller = "memory" | "pids" | "cpu" | "cpuacct";
 
 /** The files to write, in order, for one tenant's limits. Pure. */
 export function renderTenantLimits(l: TenantLimits): {
@@ -74,6 +78,7 @@ export class TenantCgroup {
   readonly #parts: string[];
   readonly #leaf: string;
   readonly #root: string;
+  #controllers: Promise<Controller[]> | undefined;
 
   constructor(opts: { parent: string; pool: string; leaf: string; root?: string }) {
     for (const p of [opts.parent, opts.pool]) {
@@ -92,13 +97,27 @@ export class TenantCgroup {
   }
 
   /** Host directory of the tenant's cgroup in a controller. */
-  dir(controller: "memory" | "pids" | "cpu"): string {
+  dir(controller: Controller): string {
     return join(this.#root, controller, ...this.#parts, this.#leaf);
   }
 
   /** The pool's own cgroup directory in a controller. */
-  poolDir(controller: "memory" | "pids" | "cpu"): string {
+  poolDir(controller: Controller): string {
     return join(this.#root, controller, ...this.#parts);
+  }
+
+  /**
+   * The controllers the tenant has a cgroup in: memory, pids, cpu, and cpuacct where it is
+   * mounted apart from cpu (where the two share a hierarchy, the cpu cgroup counts CPU time).
+   */
+  controllers(): Promise<Controller[]> {
+    this.#controllers ??= (async () => {
+      const real = (c: string) => realpath(join(this.#root, c)).catch(() => undefined);
+      const [cpu, acct] = await Promise.all([real("cpu"), real("cpuacct")]);
+      const base: Controller[] = ["memory", "pids", "cpu"];
+      return acct !== undefined && acct !== cpu ? [...base, "cpuacct"] : base;
+    })();
+    return this.#controllers;
   }
 
   /**
@@ -107,20 +126,16 @@ export class TenantCgroup {
    */
   async runcArgs(): Promise<string[]> {
     const cpuKey = basename(await realpath(join(this.#root, "cpu")).catch(() => join(this.#root, "cpu")));
-    return [
+    return (await this.controllers()).flatMap((c) => [
       "--cgroup",
-      `memory:${this.#leaf}`,
-      "--cgroup",
-      `pids:${this.#leaf}`,
-      "--cgroup",
-      `${cpuKey}:${this.#leaf}`,
-    ];
+      `${c === "cpu" ? cpuKey : c}:${this.#leaf}`,
+    ]);
   }
 
   /** Creates (or updates) the cgroups with the limits. The pool's cgroup must exist. */
   async ensure(limits: TenantLimits): Promise<void> {
     const w = renderTenantLimits(limits);
-    for (const c of ["memory", "pids", "cpu"] as const) {
+    for (const c of await this.controllers()) {
       if (!existsSync(this.poolDir(c)))
         throw new CgroupError(
           "runtime_failed",
@@ -210,7 +225,7 @@ export class TenantCgroup {
     const left = await this.kill("SIGKILL", 5000);
     if (left > 0)
       throw new CgroupError("runtime_failed", `${left} processes in ${this.dir("memory")} survived SIGKILL`);
-    for (const c of ["memory", "pids", "cpu"] as const) {
+    for (const c of await this.controllers()) {
       for (let i = 0; ; i++) {
         try {
           await rmdir(this.dir(c));
