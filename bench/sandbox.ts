@@ -31,7 +31,7 @@ import { pidsOfUid } from "../src/lib/procfs.ts";
 import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
-import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
+import { CpuGuard, cpuControllerRoot, parseCpuStat, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
 import { HostProcessDriver } from "../src/runtime/host/driver.ts";
 import {
   ContainerDriver,
@@ -215,6 +215,9 @@ async function setCpu(name: string, cores: number, periodUs: number): Promise<vo
   await writeFile(join(dir, "cpu.cfs_quota_us"), String(Math.round(cores * periodUs)));
 }
 
+/** A cgroup's CFS periods and throttled periods so far (cpu.stat). */
+const throttling = async (name: string) =>
+  parseCpuStat(await readFile(join(cgDir("cpu", name), "cpu.stat"), "utf8")) ?? { periods: 0, throttled: 0 };
 const cpuUsageNs = async (name: string) =>
   Number((await readFile(join(cgDir("cpuacct", name), "cpuacct.usage"), "utf8")).trim());
 
@@ -446,6 +449,7 @@ try {
                 })
               : undefined;
             guard?.start();
+            const seen0 = { usage: await cpuUsageNs(a), stat: await throttling(a), at: performance.now() };
             const hogs = v.noHog ? [] : hog();
             await sleep(1500);
             if (guard) {
@@ -453,7 +457,15 @@ try {
               const g0 = performance.now();
               while (!guard.demoted().includes(a) && performance.now() - g0 < 15_000) await sleep(100);
               guardWaits.push(1500 + performance.now() - g0);
-              if (!guard.demoted().includes(a)) process.stderr.write("  (the guard did not demote A)\n");
+              if (!guard.demoted().includes(a)) {
+                const stat = await throttling(a);
+                const cores = ((await cpuUsageNs(a)) - seen0.usage) / 1e6 / (performance.now() - seen0.at);
+                const share =
+                  (stat.throttled - seen0.stat.throttled) / Math.max(1, stat.periods - seen0.stat.periods);
+                process.stderr.write(
+                  `  (the guard did not demote A: since its hog started A used ${cores.toFixed(2)} cores, throttled in ${Math.round(share * 100)} % of its periods)\n`,
+                );
+              }
             }
             if (!v.noHog) {
               const n = Number(
