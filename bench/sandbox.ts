@@ -449,21 +449,33 @@ try {
                 })
               : undefined;
             guard?.start();
-            const seen0 = { usage: await cpuUsageNs(a), stat: await throttling(a), at: performance.now() };
+            const readA = async () => ({
+              usage: await cpuUsageNs(a),
+              stat: await throttling(a),
+              at: performance.now(),
+            });
+            const seen = [await readA()];
             const hogs = v.noHog ? [] : hog();
             await sleep(1500);
             if (guard) {
               // Measured once the guard has found A (its detection time is printed apart).
               const g0 = performance.now();
-              while (!guard.demoted().includes(a) && performance.now() - g0 < 15_000) await sleep(100);
+              while (!guard.demoted().includes(a) && performance.now() - g0 < 15_000) {
+                await sleep(100);
+                if (performance.now() - seen.at(-1)!.at >= 1000) seen.push(await readA());
+              }
               guardWaits.push(1500 + performance.now() - g0);
               if (!guard.demoted().includes(a)) {
-                const stat = await throttling(a);
-                const cores = ((await cpuUsageNs(a)) - seen0.usage) / 1e6 / (performance.now() - seen0.at);
-                const share =
-                  (stat.throttled - seen0.stat.throttled) / Math.max(1, stat.periods - seen0.stat.periods);
+                // What A did, second by second, since its hog started: cores used, share throttled.
+                const steps = seen.slice(1).map((x, i) => {
+                  const p = seen[i]!;
+                  const cores = (x.usage - p.usage) / 1e6 / (x.at - p.at);
+                  const share =
+                    (x.stat.throttled - p.stat.throttled) / Math.max(1, x.stat.periods - p.stat.periods);
+                  return `${cores.toFixed(2)}/${Math.round(share * 100)}%`;
+                });
                 process.stderr.write(
-                  `  (the guard did not demote A: since its hog started A used ${cores.toFixed(2)} cores, throttled in ${Math.round(share * 100)} % of its periods)\n`,
+                  `  (the guard did not demote A; A per second, cores/throttled: ${steps.join(" ")})\n`,
                 );
               }
             }
