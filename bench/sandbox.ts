@@ -23,6 +23,7 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadSettings } from "../src/config/settings.ts";
+import { cpuGuardQuotas } from "../src/control/sandbox.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import type { Tier } from "../src/core/tenant.ts";
@@ -36,7 +37,6 @@ import { HostProcessDriver } from "../src/runtime/host/driver.ts";
 import {
   ContainerDriver,
   CPU_PERIOD_US,
-  containerCpuQuotas,
   cpuQuota,
   detectOciRuntime,
   startCpuQuota,
@@ -216,8 +216,11 @@ async function setCpu(name: string, cores: number, periodUs: number): Promise<vo
 }
 
 /** A cgroup's CFS periods and throttled periods so far (cpu.stat). */
-const throttling = async (name: string) =>
-  parseCpuStat(await readFile(join(cgDir("cpu", name), "cpu.stat"), "utf8")) ?? { periods: 0, throttled: 0 };
+const throttling = async (name: string) => {
+  const stat = parseCpuStat(await readFile(join(cgDir("cpu", name), "cpu.stat"), "utf8"));
+  if (!stat) throw new Error(`${name}: cpu.stat has no nr_periods / nr_throttled`);
+  return stat;
+};
 const cpuUsageNs = async (name: string) =>
   Number((await readFile(join(cgDir("cpuacct", name), "cpuacct.usage"), "utf8")).trim());
 
@@ -445,7 +448,7 @@ try {
               ? new CpuGuard({
                   targets: () =>
                     scanTenantCgroups({ cpuRoot: cpuControllerRoot(), containersParent: CGROUP_PARENT }),
-                  quotas: () => containerCpuQuotas(premium),
+                  quotas: cpuGuardQuotas(() => planFor("premium")),
                 })
               : undefined;
             guard?.start();

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
 import { localModelResolver, ModelService } from "../src/control/models.ts";
+import { cpuGuardQuotas } from "../src/control/sandbox.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import type { Tier } from "../src/core/tenant.ts";
@@ -460,7 +461,7 @@ describe("container sandboxes", { skip }, () => {
     const guard = new CpuGuard({
       targets: () => scanTenantCgroups({ cpuRoot: cpuControllerRoot(), containersParent: "clawkeep-test" }),
       policy: { calmSamples: 5 },
-      quotas: (t) => (t.kind === "container" ? q : undefined),
+      quotas: cpuGuardQuotas(() => planFor("premium")),
       onChange: (t, d, why) => {
         changes.push(`${t}:${d ? "idle" : "normal"}`);
         whys.push(`${t}: ${why}`);

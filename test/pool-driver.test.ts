@@ -17,6 +17,7 @@ import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
+import { cpuGuardQuotas } from "../src/control/sandbox.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import { type EgressProxy, startEgressProxy } from "../src/egress/proxy.ts";
@@ -623,7 +624,7 @@ describe("pool lifecycle with small gateways", { skip }, () => {
     const guard = new CpuGuard({
       targets: () => scanTenantCgroups({ cpuRoot: cpuControllerRoot(), poolsParent: CGROUP_PARENT }),
       policy: { calmSamples: 5 },
-      quotas: () => ({ steady: planFor("starter").cpus, demoted: planFor("starter").cpus }), // never lifted
+      quotas: cpuGuardQuotas(() => planFor("starter")),
       onChange: (t, d, why) => {
         changes.push(`${t}:${d ? "idle" : "normal"}`);
         whys.push(`${t}: ${why}`);

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { PLATFORM_LLM_HOST, tenantFacingLlm } from "./sandbox.ts";
+import { planFor } from "../core/plans.ts";
+import { containerCpuQuotas } from "../runtime/local/driver.ts";
+import { cpuGuardQuotas, PLATFORM_LLM_HOST, tenantFacingLlm } from "./sandbox.ts";
 
 test("a provider on the host's loopback is offered to tenants as a platform upstream of the proxy", () => {
   const r = tenantFacingLlm({ baseUrl: "http://127.0.0.1:41234/v1", apiKey: "k", model: "m" });
@@ -32,4 +34,13 @@ test("any other provider is left alone: tenants reach it through the proxy's all
     assert.equal(r.llm.baseUrl, baseUrl);
     assert.equal(r.upstream, undefined, baseUrl);
   }
+});
+
+test("the CPU guard's quotas: a container is lifted to its start quota, a pool tenant keeps its plan's, an unknown tenant has none", () => {
+  const plans: Record<string, ReturnType<typeof planFor>> = { p: planFor("premium"), s: planFor("starter") };
+  const quotas = cpuGuardQuotas((t) => plans[t]);
+  assert.deepEqual(quotas({ tenant: "p", kind: "container", dir: "/x" }), containerCpuQuotas(plans.p!.cpus));
+  const s = plans.s!.cpus;
+  assert.deepEqual(quotas({ tenant: "s", kind: "pool", dir: "/x" }), { steady: s, demoted: s });
+  assert.equal(quotas({ tenant: "gone", kind: "container", dir: "/x" }), undefined);
 });

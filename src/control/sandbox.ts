@@ -9,7 +9,13 @@ import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
 import type { LlmProvider } from "../openclaw/config.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
-import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../runtime/cpu-guard.ts";
+import {
+  CpuGuard,
+  type CpuGuardTarget,
+  type CpuQuotas,
+  cpuControllerRoot,
+  scanTenantCgroups,
+} from "../runtime/cpu-guard.ts";
 import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "../runtime/local/driver.ts";
 import { NetworkMembers } from "../runtime/local/members.ts";
 import {
@@ -74,16 +80,30 @@ export interface SandboxDrivers {
 }
 
 /**
+ * The CPU guard's quotas for a tenant, from its plan: a dedicated container's steady quota and the
+ * one it is lifted to while demoted; a Starter pool tenant's plan quota, never lifted.
+ */
+export function cpuGuardQuotas(
+  planOf: (tenant: string) => Plan | undefined,
+): (t: CpuGuardTarget) => CpuQuotas | undefined {
+  return (t) => {
+    const plan = planOf(t.tenant);
+    if (!plan) return undefined;
+    return t.kind === "container" ? containerCpuQuotas(plan.cpus) : { steady: plan.cpus, demoted: plan.cpus };
+  };
+}
+
+/** cgroup parents of the dedicated containers and of the Starter pools (the CPU guard watches both). */
+const CONTAINERS_CGROUP = "clawkeep";
+const POOLS_CGROUP = "clawkeep-pools";
+
+/**
  * The drivers of the tiers as the product promises them: Starter tenants in shared pool
  * containers (each its own gateway process, uid, port and directory on the pool's encrypted
  * volume, under its own key); Premium and Enterprise in containers with their own encrypted
  * volume, network namespace and cgroup. Both share one bridge and one ruleset; egress only
  * through the egress proxy process (Enterprise: none at all).
  */
-/** cgroup parents of the dedicated containers and of the Starter pools (the CPU guard watches both). */
-const CONTAINERS_CGROUP = "clawkeep";
-const POOLS_CGROUP = "clawkeep-pools";
-
 export async function buildSandboxDrivers(o: {
   settings: Settings;
   runtime: OpenClawRuntime;
@@ -244,14 +264,7 @@ export async function buildSandboxDrivers(o: {
       }),
     log,
     onChange: (tenant, demoted, why) => o.onCpuClass?.(tenant, demoted, why),
-    // A container's steady and demoted quotas; a pool tenant's one quota (its plan's: never lifted).
-    quotas: (t) => {
-      const plan = o.planOf?.(t.tenant);
-      if (!plan) return undefined;
-      return t.kind === "container"
-        ? containerCpuQuotas(plan.cpus)
-        : { steady: plan.cpus, demoted: plan.cpus };
-    },
+    quotas: o.planOf && cpuGuardQuotas(o.planOf),
   });
   if (settings.cpuGuard) guard.start();
 
