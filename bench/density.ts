@@ -24,18 +24,18 @@ import { execFile } from "../src/lib/exec.ts";
 import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
-import { ContainerDriver, detectOciRuntime } from "../src/runtime/local/driver.ts";
+import { ContainerDriver, detectOciRuntime } from "../src/runtime/container/driver.ts";
 import {
   DEFAULT_NETWORK,
   type NetworkConfig,
   removeBridge,
   removeRuleset,
-} from "../src/runtime/local/network.ts";
-import { PlainVolumes } from "../src/runtime/local/plain-volumes.ts";
+} from "../src/runtime/linux/net/network.ts";
 import { PoolDriver } from "../src/runtime/pool/driver.ts";
 import { NetworkMembers } from "../src/runtime/pool/network.ts";
 import { PlainPoolStorage } from "../src/runtime/pool/storage.ts";
 import type { InstanceSpec, RuntimeDriver } from "../src/runtime/types.ts";
+import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
 
 const K = Number(process.argv[2] ?? 3);
 const budgetMs = Number(process.argv[3] ?? 300) * 1000;

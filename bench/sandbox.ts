@@ -23,7 +23,6 @@ import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadSettings } from "../src/config/settings.ts";
-import { cpuGuardQuotas } from "../src/control/sandbox.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import type { Tier } from "../src/core/tenant.ts";
@@ -32,23 +31,24 @@ import { pidsOfUid } from "../src/lib/procfs.ts";
 import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
-import { CpuGuard, cpuControllerRoot, parseCpuStat, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
-import { HostProcessDriver } from "../src/runtime/host/driver.ts";
 import {
   ContainerDriver,
   CPU_PERIOD_US,
   cpuQuota,
   detectOciRuntime,
   startCpuQuota,
-} from "../src/runtime/local/driver.ts";
+} from "../src/runtime/container/driver.ts";
+import { CpuGuard, cpuControllerRoot, parseCpuStat, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
+import { HostProcessDriver } from "../src/runtime/host/driver.ts";
 import {
   DEFAULT_NETWORK,
   type NetworkConfig,
   removeBridge,
   removeRuleset,
-} from "../src/runtime/local/network.ts";
-import { PlainVolumes } from "../src/runtime/local/plain-volumes.ts";
+} from "../src/runtime/linux/net/network.ts";
+import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec, RuntimeDriver } from "../src/runtime/types.ts";
+import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
 import { blockEgress } from "./no-egress.ts";
 import { cpuSnapshot, cpuThrottling, formatSplit, median, splitCpu } from "./profile.ts";
 

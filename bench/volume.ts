@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { execFile } from "../src/lib/exec.ts";
-import { LocalVolumes, mkfsArgv, mountArgv, parseMountinfo } from "../src/runtime/local/volume.ts";
+import { LocalVolumes, mkfsArgv, mountArgv, parseMountinfo } from "../src/runtime/linux/volume/volume.ts";
 
 const rounds = Number(process.argv[2] ?? 7);
 const sizeMiB = Number(process.argv[3] ?? 256);

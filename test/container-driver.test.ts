@@ -6,7 +6,6 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
 import { localModelResolver, ModelService } from "../src/control/models.ts";
-import { cpuGuardQuotas } from "../src/control/sandbox.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import type { Tier } from "../src/core/tenant.ts";
@@ -17,8 +16,8 @@ import { parseModelStatus } from "../src/llm/model-server/status.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
 import { driverConformance } from "../src/runtime/conformance.ts";
+import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "../src/runtime/container/driver.ts";
 import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
-import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "../src/runtime/local/driver.ts";
 import {
   applyRuleset,
   DEFAULT_NETWORK,
@@ -30,10 +29,11 @@ import {
   removeRuleset,
   renderRuleset,
   tenantAddress,
-} from "../src/runtime/local/network.ts";
-import { PlainVolumes } from "../src/runtime/local/plain-volumes.ts";
-import type { EgressRegistry } from "../src/runtime/local/types.ts";
+} from "../src/runtime/linux/net/network.ts";
+import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
+import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
+import type { EgressRegistry } from "../src/runtime/volumes/types.ts";
 import { openDatabase } from "../src/store/db.ts";
 import { ModelStore } from "../src/store/models.ts";
 import { TenantStore } from "../src/store/tenants.ts";
@@ -132,7 +132,7 @@ before(async () => {
   hostServer = createServer((_q, r) => r.end("host")).listen(HOST_PORT, "0.0.0.0");
   driver = makeDriver();
   // The bridge must exist before the proxy can listen on its address.
-  const { ensureBridge } = await import("../src/runtime/local/network.ts");
+  const { ensureBridge } = await import("../src/runtime/linux/net/network.ts");
   await ensureBridge(net);
   proxy = await startEgressProxy({
     listen: { host: hostAddress(net), port: net.egressPort },

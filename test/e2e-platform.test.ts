@@ -284,7 +284,7 @@ test("tenant directories are 0700 under each tenant's own uid, each encrypted wi
   assert.equal(a.uid, await hostUid(platform!, "alice"));
   assert.equal(b.uid, await hostUid(platform!, "bob"));
   assert.notEqual(a.uid, b.uid);
-  const { LocalVolumes } = await import("../src/runtime/local/volume.ts");
+  const { LocalVolumes } = await import("../src/runtime/linux/volume/volume.ts");
   const v = new LocalVolumes({
     imagesRoot: join(home, "volumes", "images"),
     mountsRoot: join(home, "volumes", "mnt"),
@@ -416,7 +416,7 @@ test("delete shreds: the process and directory are gone, the key service refuses
   const needles = { key: aliceKey, chat: Buffer.from("hello from alice") };
   assert.deepEqual(await scanFile(copy, needles), []);
   // ...and (control) the key the platform no longer has would still open it: the key is all that protects it.
-  const { LocalVolumes } = await import("../src/runtime/local/volume.ts");
+  const { LocalVolumes } = await import("../src/runtime/linux/volume/volume.ts");
   const v = new LocalVolumes({ imagesRoot: home, mountsRoot: join(home, "copy-mnt") });
   const mnt = join(home, "copy-mnt", "m");
   await v.mountVolume({ image: copy, mountpoint: mnt });

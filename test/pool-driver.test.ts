@@ -17,7 +17,6 @@ import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
-import { cpuGuardQuotas } from "../src/control/sandbox.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import { type EgressProxy, startEgressProxy } from "../src/egress/proxy.ts";
@@ -37,11 +36,12 @@ import {
   removeBridge,
   removeRuleset,
   tenantAddress,
-} from "../src/runtime/local/network.ts";
-import { LocalVolumes } from "../src/runtime/local/volume.ts";
+} from "../src/runtime/linux/net/network.ts";
+import { LocalVolumes } from "../src/runtime/linux/volume/volume.ts";
 import { PoolDriver, startQuota } from "../src/runtime/pool/driver.ts";
 import { NetworkMembers, POOL_NFT_TABLE } from "../src/runtime/pool/network.ts";
 import { EncryptedPoolStorage, PlainPoolStorage, type PoolStorage } from "../src/runtime/pool/storage.ts";
+import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
 import { type FakeInternet, PROBE_SCRIPT, probeFromHost, startFakeInternet } from "./netns.ts";
 import { chat, needsRoot } from "./support.ts";

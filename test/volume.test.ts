@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { planFor } from "../src/core/plans.ts";
 import { execFile } from "../src/lib/exec.ts";
-import { KeyMismatchError } from "../src/runtime/local/fscrypt.ts";
+import { KeyMismatchError } from "../src/runtime/linux/volume/fscrypt.ts";
 import {
   EncryptedTenantVolumes,
   LocalVolumes,
@@ -20,7 +20,7 @@ import {
   parseMountinfo,
   VolumeBusyError,
   VolumeError,
-} from "../src/runtime/local/volume.ts";
+} from "../src/runtime/linux/volume/volume.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
 
 const MiB = 1024 * 1024;

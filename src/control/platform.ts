@@ -14,8 +14,9 @@ import type { Logger } from "../lib/log.ts";
 import { type EchoProvider, startEchoProvider } from "../llm/echo-provider.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../openclaw/runtime.ts";
 import { HostProcessDriver } from "../runtime/host/driver.ts";
-import { edgeAddress } from "../runtime/local/network.ts";
+import { edgeAddress } from "../runtime/linux/net/network.ts";
 import type { PoolDriver } from "../runtime/pool/driver.ts";
+import { buildSandboxDrivers, tenantFacingLlm } from "../runtime/sandbox.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
 import { openDatabase } from "../store/db.ts";
 import { EgressAllowStore } from "../store/egress.ts";
@@ -26,7 +27,6 @@ import { EgressAllowService } from "./egress-allow.ts";
 import { ModelService, registerSettingsModel } from "./models.ts";
 import { PoolService } from "./pools.ts";
 import { Reconciler } from "./reconciler.ts";
-import { buildSandboxDrivers, tenantFacingLlm } from "./sandbox.ts";
 import { type EgressReader, TenantService } from "./tenants.ts";
 
 export interface Platform {

@@ -15,8 +15,8 @@ import {
   renderOpenClawConfigFile,
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
-import type { TenantVolumes } from "../local/types.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
+import type { TenantVolumes } from "../volumes/types.ts";
 
 export interface HostDriverOptions {
   /** Parent of every tenant directory; made 0711 root-owned so tenants can reach only their own. */

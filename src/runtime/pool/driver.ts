@@ -30,7 +30,6 @@ import {
   renderOpenClawConfigFile,
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
-import { lockedBindOptions } from "../local/mounts.ts";
 import {
   attachTenant,
   detachTenant,
@@ -39,8 +38,9 @@ import {
   hostAddress,
   netnsName,
   tenantAddress,
-} from "../local/network.ts";
-import { renderOciSpec } from "../local/oci.ts";
+} from "../linux/net/network.ts";
+import { renderOciSpec } from "../linux/oci/spec.ts";
+import { lockedBindOptions } from "../linux/volume/mounts.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
 import { cgroupVersion, TenantCgroup } from "./cgroups.ts";
 import { CONFINE_PATH, CONFINE_SCRIPT, confinedArgv } from "./confine.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { DEFAULT_NETWORK, tenantAddress } from "../local/network.ts";
+import { DEFAULT_NETWORK, tenantAddress } from "../linux/net/network.ts";
 import { renderBridgeRuleset, renderPoolNetns } from "./network.ts";
 
 const c = { ...DEFAULT_NETWORK, allowedUids: [0, 209990] };

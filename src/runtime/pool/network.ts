@@ -1,6 +1,6 @@
 import { ClawkeepError } from "../../core/errors.ts";
 import { execFile } from "../../lib/exec.ts";
-import { checkIpv4, type TenantNet } from "../local/network.ts";
+import { checkIpv4, type TenantNet } from "../linux/net/network.ts";
 
 /**
  * The network of Starter pools. A pool hangs off the tenants' bridge like a Premium container
@@ -25,7 +25,7 @@ import { checkIpv4, type TenantNet } from "../local/network.ts";
  * one bridge ruleset (network.ts's renderRuleset) renders both.
  */
 export type BridgeMember = TenantNet;
-export { checkIpv4, renderRuleset as renderBridgeRuleset } from "../local/network.ts";
+export { checkIpv4, renderRuleset as renderBridgeRuleset } from "../linux/net/network.ts";
 
 /** One tenant as the pool's own ruleset sees it. */
 export interface PoolTenantNet {
@@ -141,4 +141,4 @@ export async function applyPoolNetns(
   await execFile(["ip", "netns", "exec", netns, "nft", "-f", "-"], { input: ruleset, ...s });
 }
 
-export { NetworkMembers } from "../local/members.ts";
+export { NetworkMembers } from "../linux/net/members.ts";

@@ -2,9 +2,9 @@ import { chmod, chown, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
-import { StarterPoolVolumes } from "../local/pool-volumes.ts";
-import type { LocalVolumes } from "../local/volume.ts";
+import type { LocalVolumes } from "../linux/volume/volume.ts";
 import type { InstanceSpec } from "../types.ts";
+import { StarterPoolVolumes } from "../volumes/starter-pool.ts";
 
 /**
  * Where Starter pools keep their tenants' data: one volume per pool, bound into the pool at

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { execFile } from "../../lib/exec.ts";
+import { execFile } from "../../../lib/exec.ts";
 import {
   DEFAULT_NETWORK,
   ensureBridge,

@@ -36,9 +36,7 @@ import {
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
 import type { CpuQuotas } from "../cpu-guard.ts";
-import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
-import { NetworkMembers } from "./members.ts";
-import { lockedBindOptions } from "./mounts.ts";
+import { NetworkMembers } from "../linux/net/members.ts";
 import {
   attachTenant,
   detachTenant,
@@ -49,9 +47,11 @@ import {
   netnsName,
   type TenantNet,
   tenantAddress,
-} from "./network.ts";
-import { renderOciSpec } from "./oci.ts";
-import type { EgressRegistry, TenantVolumes } from "./types.ts";
+} from "../linux/net/network.ts";
+import { renderOciSpec } from "../linux/oci/spec.ts";
+import { lockedBindOptions } from "../linux/volume/mounts.ts";
+import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
+import type { EgressRegistry, TenantVolumes } from "../volumes/types.ts";
 
 export type OciRuntimeName = "runc" | "crun";
 

@@ -1,6 +1,7 @@
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Settings } from "../config/settings.ts";
+import { localModelResolver, type ModelService } from "../control/models.ts";
 import type { Plan } from "../core/plans.ts";
 import { renderEgressConfig } from "../egress/config.ts";
 import { type EgressProcess, startEgressProcess } from "../egress/process.ts";
@@ -9,15 +10,15 @@ import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
 import type { LlmProvider } from "../openclaw/config.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
+import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "./container/driver.ts";
 import {
   CpuGuard,
   type CpuGuardTarget,
   type CpuQuotas,
   cpuControllerRoot,
   scanTenantCgroups,
-} from "../runtime/cpu-guard.ts";
-import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "../runtime/local/driver.ts";
-import { NetworkMembers } from "../runtime/local/members.ts";
+} from "./cpu-guard.ts";
+import { NetworkMembers } from "./linux/net/members.ts";
 import {
   DEFAULT_NETWORK,
   ensureBridge,
@@ -25,13 +26,12 @@ import {
   type NetworkConfig,
   removeBridge,
   removeRuleset,
-} from "../runtime/local/network.ts";
-import type { EgressRegistry } from "../runtime/local/types.ts";
-import { EncryptedTenantVolumes, LocalVolumes } from "../runtime/local/volume.ts";
-import { PoolDriver } from "../runtime/pool/driver.ts";
-import { EncryptedPoolStorage } from "../runtime/pool/storage.ts";
-import { TieredDriver } from "../runtime/tiered.ts";
-import { localModelResolver, type ModelService } from "./models.ts";
+} from "./linux/net/network.ts";
+import { EncryptedTenantVolumes, LocalVolumes } from "./linux/volume/volume.ts";
+import { PoolDriver } from "./pool/driver.ts";
+import { EncryptedPoolStorage } from "./pool/storage.ts";
+import { TieredDriver } from "./tiered.ts";
+import type { EgressRegistry } from "./volumes/types.ts";
 
 /** The name tenants reach a provider on the host's loopback by, through the egress proxy. */
 export const PLATFORM_LLM_HOST = "llm.clawkeep.internal";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cpuQuota } from "./driver.ts";
-import { DENIED_SYSCALLS, renderOciSpec } from "./oci.ts";
+import { cpuQuota } from "../../container/driver.ts";
+import { DENIED_SYSCALLS, renderOciSpec } from "./spec.ts";
 
 const base = {
   hostname: "ck-a",

@@ -1,4 +1,4 @@
-import { ClawkeepError } from "../../core/errors.ts";
+import { ClawkeepError } from "../../../core/errors.ts";
 
 /**
  * The OCI runtime config (config.json) of one tenant container, rendered as typed data. Pure:

@@ -16,10 +16,11 @@ import {
 } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ClawkeepError, ConflictError, ValidationError } from "../../core/errors.ts";
-import { parseTenantName } from "../../core/tenant.ts";
-import { type ExecOptions, execFile } from "../../lib/exec.ts";
-import type { InstanceSpec } from "../types.ts";
+import { ClawkeepError, ConflictError, ValidationError } from "../../../core/errors.ts";
+import { parseTenantName } from "../../../core/tenant.ts";
+import { type ExecOptions, execFile } from "../../../lib/exec.ts";
+import type { InstanceSpec } from "../../types.ts";
+import type { TenantVolumes } from "../../volumes/types.ts";
 import {
   assertKey,
   DirectoryLockedError,
@@ -31,7 +32,6 @@ import {
   keyIdentifier,
   parseKeyIdentifier,
 } from "./fscrypt.ts";
-import type { TenantVolumes } from "./types.ts";
 
 /**
  * Tenant volumes of the local driver: one ext4 image file per volume, loop-mounted with a hard

@@ -1,7 +1,7 @@
 import { hkdfSync } from "node:crypto";
 import { closeSync, constants as fsc, fstatSync, openSync } from "node:fs";
 import { arch, constants as osc } from "node:os";
-import { ClawkeepError } from "../../core/errors.ts";
+import { ClawkeepError } from "../../../core/errors.ts";
 
 /**
  * fscrypt (the kernel's native file encryption) driven directly through its ioctls, with raw

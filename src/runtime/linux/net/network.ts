@@ -1,5 +1,5 @@
-import { ClawkeepError } from "../../core/errors.ts";
-import { execFile } from "../../lib/exec.ts";
+import { ClawkeepError } from "../../../core/errors.ts";
+import { execFile } from "../../../lib/exec.ts";
 
 /**
  * The tenants' network: one host bridge, one network namespace + veth per tenant, addresses from a

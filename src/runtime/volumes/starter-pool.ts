@@ -1,9 +1,9 @@
 import { chmod, chown, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseTenantName } from "../../core/tenant.ts";
+import type { LocalVolumes } from "../linux/volume/volume.ts";
 import type { InstanceSpec } from "../types.ts";
 import type { TenantVolumes } from "./types.ts";
-import type { LocalVolumes } from "./volume.ts";
 
 export interface StarterPoolVolumesOptions {
   volumes: LocalVolumes;

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { ExecError } from "../../lib/exec.ts";
+import { ExecError } from "../../../lib/exec.ts";
 import {
   checkPathUnder,
   checkSize,

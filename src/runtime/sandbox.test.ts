@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { planFor } from "../core/plans.ts";
-import { containerCpuQuotas } from "../runtime/local/driver.ts";
+import { containerCpuQuotas } from "./container/driver.ts";
 import { cpuGuardQuotas, PLATFORM_LLM_HOST, tenantFacingLlm } from "./sandbox.ts";
 
 test("a provider on the host's loopback is offered to tenants as a platform upstream of the proxy", () => {

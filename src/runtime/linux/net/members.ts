@@ -1,5 +1,5 @@
+import type { EgressRegistry } from "../../volumes/types.ts";
 import { applyRuleset, type NetworkConfig, renderRuleset, type TenantNet } from "./network.ts";
-import type { EgressRegistry } from "./types.ts";
 
 /**
  * Who is on the tenants' bridge, by owner ("containers", "pools"), rendered into one ruleset and
