@@ -1,46 +1,20 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { planFor } from "../core/plans.ts";
-import { containerCpuQuotas } from "./container/driver.ts";
-import { cpuGuardQuotas, PLATFORM_LLM_HOST, tenantFacingLlm } from "./sandbox.ts";
+import { cpuGuardQuotas } from "./sandbox.ts";
 
-test("a provider on the host's loopback is offered to tenants as a platform upstream of the proxy", () => {
-  const r = tenantFacingLlm({ baseUrl: "http://127.0.0.1:41234/v1", apiKey: "k", model: "m" });
-  assert.equal(r.llm.baseUrl, `http://${PLATFORM_LLM_HOST}:41234/v1`);
-  assert.equal(r.llm.apiKey, "k");
-  assert.deepEqual(r.upstream, {
-    host: PLATFORM_LLM_HOST,
-    port: 41234,
-    address: "127.0.0.1",
-    targetPort: 41234,
-  });
-  assert.deepEqual(tenantFacingLlm({ baseUrl: "http://localhost/v1", model: "m" }).upstream, {
-    host: PLATFORM_LLM_HOST,
-    port: 80,
-    address: "127.0.0.1",
-    targetPort: 80,
-  });
-  assert.equal(tenantFacingLlm({ baseUrl: "http://[::1]:9000/v1", model: "m" }).upstream?.address, "::1");
-});
-
-test("any other provider is left alone: tenants reach it through the proxy's allowlist", () => {
-  for (const baseUrl of [
-    "https://api.openai.com/v1",
-    "http://10.0.0.5:8000/v1",
-    "https://127.0.0.1:8443/v1",
-    "not a url",
-  ]) {
-    const r = tenantFacingLlm({ baseUrl, model: "m" });
-    assert.equal(r.llm.baseUrl, baseUrl);
-    assert.equal(r.upstream, undefined, baseUrl);
-  }
-});
-
-test("the CPU guard's quotas: a container is lifted to its start quota, a pool tenant keeps its plan's, an unknown tenant has none", () => {
+test("the CPU guard's quotas: a container is lifted to its plan's CPUs up to the host's, a pool tenant keeps its plan's, an unknown tenant has none", () => {
   const plans: Record<string, ReturnType<typeof planFor>> = { p: planFor("premium"), s: planFor("starter") };
-  const quotas = cpuGuardQuotas((t) => plans[t]);
-  assert.deepEqual(quotas({ tenant: "p", kind: "container", dir: "/x" }), containerCpuQuotas(plans.p!.cpus));
-  const s = plans.s!.cpus;
-  assert.deepEqual(quotas({ tenant: "s", kind: "pool", dir: "/x" }), { steady: s, demoted: s });
-  assert.equal(quotas({ tenant: "gone", kind: "container", dir: "/x" }), undefined);
+  assert.equal(plans.p?.cpus, 2, "the figures below are for a 2-CPU Premium plan");
+  assert.equal(plans.s?.cpus, 1, "and a 1-CPU Starter plan");
+  // On a 2-core host a Premium container runs at 1 core (never every core) and is lifted to 2.
+  const small = cpuGuardQuotas((t) => plans[t], 2);
+  assert.deepEqual(small({ tenant: "p", kind: "container", dir: "/x" }), { steady: 1, demoted: 2 });
+  // Control: on an 8-core host its plan's 2 CPUs leave cores for the rest, so nothing is lifted.
+  const big = cpuGuardQuotas((t) => plans[t], 8);
+  assert.deepEqual(big({ tenant: "p", kind: "container", dir: "/x" }), { steady: 2, demoted: 2 });
+  // A pool tenant is never lifted, whatever the host.
+  assert.deepEqual(small({ tenant: "s", kind: "pool", dir: "/x" }), { steady: 1, demoted: 1 });
+  assert.deepEqual(big({ tenant: "s", kind: "pool", dir: "/x" }), { steady: 1, demoted: 1 });
+  assert.equal(small({ tenant: "gone", kind: "container", dir: "/x" }), undefined);
 });

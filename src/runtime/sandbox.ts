@@ -1,4 +1,5 @@
 import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { Settings } from "../config/settings.ts";
 import { localModelResolver, type ModelService } from "../control/models.ts";
@@ -8,7 +9,6 @@ import { type EgressProcess, startEgressProcess } from "../egress/process.ts";
 import type { PlatformUpstream } from "../egress/proxy.ts";
 import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
-import type { LlmProvider } from "../openclaw/config.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
 import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "./container/driver.ts";
 import {
@@ -33,36 +33,6 @@ import { EncryptedPoolStorage } from "./pool/storage.ts";
 import { TieredDriver } from "./tiered.ts";
 import type { EgressRegistry } from "./volumes/types.ts";
 
-/** The name tenants reach a provider on the host's loopback by, through the egress proxy. */
-export const PLATFORM_LLM_HOST = "llm.clawkeep.internal";
-
-/**
- * Tenants live in their own network namespaces, where the host's loopback is not theirs: a
- * provider the operator runs on the host's loopback (or the built-in demo provider) is offered to
- * them as a platform upstream of the egress proxy under PLATFORM_LLM_HOST, that exact port only.
- * Any other provider is returned as it is (reached through the proxy's allowlist). Pure.
- */
-export function tenantFacingLlm<T extends LlmProvider>(llm: T): { llm: T; upstream?: PlatformUpstream } {
-  let url: URL;
-  try {
-    url = new URL(llm.baseUrl);
-  } catch {
-    return { llm };
-  }
-  const host = url.hostname.replace(/^\[|\]$/g, "");
-  const loopback = host === "localhost" || /^127\./.test(host) || host === "::1";
-  if (!loopback || url.protocol !== "http:") return { llm };
-  const port = Number(url.port || 80);
-  const upstream: PlatformUpstream = {
-    host: PLATFORM_LLM_HOST,
-    port,
-    address: host === "localhost" ? "127.0.0.1" : host,
-    targetPort: port,
-  };
-  url.hostname = PLATFORM_LLM_HOST;
-  return { llm: { ...llm, baseUrl: url.toString().replace(/\/$/, "") }, upstream };
-}
-
 export interface SandboxDrivers {
   driver: TieredDriver;
   pools: PoolDriver;
@@ -85,11 +55,14 @@ export interface SandboxDrivers {
  */
 export function cpuGuardQuotas(
   planOf: (tenant: string) => Plan | undefined,
+  hostCpus = availableParallelism(),
 ): (t: CpuGuardTarget) => CpuQuotas | undefined {
   return (t) => {
     const plan = planOf(t.tenant);
     if (!plan) return undefined;
-    return t.kind === "container" ? containerCpuQuotas(plan.cpus) : { steady: plan.cpus, demoted: plan.cpus };
+    return t.kind === "container"
+      ? containerCpuQuotas(plan.cpus, hostCpus)
+      : { steady: plan.cpus, demoted: plan.cpus };
   };
 }
 
