@@ -48,8 +48,8 @@ const ATTENTION_GAIN = 4;
 const TOKEN_TYPE = { normal: 1, unknown: 2, control: 3, byte: 6 } as const;
 const SPACE = "\u2581";
 
-/** Deterministic PRNG (mulberry32), uniform in [0, 1). */
-function mulberry32(seed: number): () => number {
+/** Deterministic PRNG (mulberry32), uniform in [0, 1): the same seed gives the same sequence. */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -28,17 +28,23 @@ export const GGUF_MAGIC = "GGUF";
 export const GGUF_VERSION = 3;
 export const GGUF_ALIGNMENT = 32;
 
+/** The JavaScript value each GGUF metadata type holds here. */
+interface GgufValueTypes {
+  uint32: number;
+  int32: number;
+  float32: number;
+  bool: boolean;
+  string: string;
+  uint64: bigint;
+  "string[]": readonly string[];
+  "float32[]": readonly number[] | Float32Array;
+  "int32[]": readonly number[] | Int32Array;
+}
+
 /** One metadata value, tagged with its GGUF type. */
-export type GgufValue =
-  | { type: "uint32"; value: number }
-  | { type: "int32"; value: number }
-  | { type: "float32"; value: number }
-  | { type: "bool"; value: boolean }
-  | { type: "string"; value: string }
-  | { type: "uint64"; value: bigint }
-  | { type: "string[]"; value: readonly string[] }
-  | { type: "float32[]"; value: readonly number[] | Float32Array }
-  | { type: "int32[]"; value: readonly number[] | Int32Array };
+export type GgufValue = {
+  [K in keyof GgufValueTypes]: { type: K; value: GgufValueTypes[K] };
+}[keyof GgufValueTypes];
 
 export interface GgufTensor {
   name: string;
@@ -99,35 +105,30 @@ class ByteSink {
     this.buf = next;
   }
 
+  /** Appends `n` bytes that `write` puts at offset `at` of the buffer. */
+  private put(n: number, write: (buf: Buffer, at: number) => void): void {
+    this.reserve(n);
+    write(this.buf, this.length);
+    this.length += n;
+  }
+
   u32(v: number): void {
-    this.reserve(4);
-    this.buf.writeUInt32LE(v, this.length);
-    this.length += 4;
+    this.put(4, (buf, at) => buf.writeUInt32LE(v, at));
   }
   i32(v: number): void {
-    this.reserve(4);
-    this.buf.writeInt32LE(v, this.length);
-    this.length += 4;
+    this.put(4, (buf, at) => buf.writeInt32LE(v, at));
   }
   u64(v: bigint | number): void {
-    this.reserve(8);
-    this.buf.writeBigUInt64LE(BigInt(v), this.length);
-    this.length += 8;
+    this.put(8, (buf, at) => buf.writeBigUInt64LE(BigInt(v), at));
   }
   f32(v: number): void {
-    this.reserve(4);
-    this.buf.writeFloatLE(v, this.length);
-    this.length += 4;
+    this.put(4, (buf, at) => buf.writeFloatLE(v, at));
   }
   u8(v: number): void {
-    this.reserve(1);
-    this.buf.writeUInt8(v, this.length);
-    this.length += 1;
+    this.put(1, (buf, at) => buf.writeUInt8(v, at));
   }
   bytes(b: Uint8Array): void {
-    this.reserve(b.length);
-    this.buf.set(b, this.length);
-    this.length += b.length;
+    this.put(b.length, (buf, at) => buf.set(b, at));
   }
   str(s: string): void {
     const b = Buffer.from(s, "utf8");
@@ -143,51 +144,56 @@ class ByteSink {
   }
 }
 
-function writeValue(out: ByteSink, v: GgufValue): void {
-  switch (v.type) {
-    case "uint32":
-      out.u32(GGUF_TYPE.uint32);
-      out.u32(v.value);
-      return;
-    case "int32":
-      out.u32(GGUF_TYPE.int32);
-      out.i32(v.value);
-      return;
-    case "float32":
-      out.u32(GGUF_TYPE.float32);
-      out.f32(v.value);
-      return;
-    case "bool":
-      out.u32(GGUF_TYPE.bool);
-      out.u8(v.value ? 1 : 0);
-      return;
-    case "string":
-      out.u32(GGUF_TYPE.string);
-      out.str(v.value);
-      return;
-    case "uint64":
-      out.u32(GGUF_TYPE.uint64);
-      out.u64(v.value);
-      return;
-    case "string[]":
-      out.u32(GGUF_TYPE.array);
-      out.u32(GGUF_TYPE.string);
-      out.u64(v.value.length);
-      for (const s of v.value) out.str(s);
-      return;
-    case "float32[]":
-      out.u32(GGUF_TYPE.array);
-      out.u32(GGUF_TYPE.float32);
-      out.u64(v.value.length);
-      for (const x of v.value) out.f32(x);
-      return;
-    case "int32[]":
-      out.u32(GGUF_TYPE.array);
-      out.u32(GGUF_TYPE.int32);
-      out.u64(v.value.length);
-      for (const x of v.value) out.i32(x);
-      return;
-  }
+/** One GGUF element type: its type id and how one value of it is written. */
+interface Element<T> {
+  id: number;
+  write(out: ByteSink, value: T): void;
+}
+
+const ELEMENT = {
+  uint32: { id: GGUF_TYPE.uint32, write: (out, v) => out.u32(v) } satisfies Element<number>,
+  int32: { id: GGUF_TYPE.int32, write: (out, v) => out.i32(v) } satisfies Element<number>,
+  float32: { id: GGUF_TYPE.float32, write: (out, v) => out.f32(v) } satisfies Element<number>,
+  bool: { id: GGUF_TYPE.bool, write: (out, v) => out.u8(v ? 1 : 0) } satisfies Element<boolean>,
+  string: { id: GGUF_TYPE.string, write: (out, v) => out.str(v) } satisfies Element<string>,
+  uint64: { id: GGUF_TYPE.uint64, write: (out, v) => out.u64(v) } satisfies Element<bigint>,
+};
+
+/** A scalar value: its type id, then the value. */
+function scalar<T>(element: Element<T>): (out: ByteSink, value: T) => void {
+  return (out, value) => {
+    out.u32(element.id);
+    element.write(out, value);
+  };
+}
+
+/** An array value: the array type id, the element type id, the count, then each element. */
+function array<T>(element: Element<T>): (out: ByteSink, values: ArrayLike<T> & Iterable<T>) => void {
+  return (out, values) => {
+    out.u32(GGUF_TYPE.array);
+    out.u32(element.id);
+    out.u64(values.length);
+    for (const v of values) element.write(out, v);
+  };
+}
+
+const WRITE_VALUE: { [K in keyof GgufValueTypes]: (out: ByteSink, value: GgufValueTypes[K]) => void } = {
+  uint32: scalar(ELEMENT.uint32),
+  int32: scalar(ELEMENT.int32),
+  float32: scalar(ELEMENT.float32),
+  bool: scalar(ELEMENT.bool),
+  string: scalar(ELEMENT.string),
+  uint64: scalar(ELEMENT.uint64),
+  "string[]": array(ELEMENT.string),
+  "float32[]": array(ELEMENT.float32),
+  "int32[]": array(ELEMENT.int32),
+};
+
+function writeValue<K extends keyof GgufValueTypes>(
+  out: ByteSink,
+  v: { type: K; value: GgufValueTypes[K] },
+): void {
+  WRITE_VALUE[v.type](out, v.value);
 }
 
 /** Serializes a GGUF v3 file with the given metadata (in order) and F32/F16 tensors. */

@@ -156,6 +156,16 @@ class LlamaEngine implements ChatEngine {
       sink.onStart({ promptTokens, maxTokens });
       const before = sequence.tokenMeter.getState();
       const toolCalls: ToolCall[] = [];
+      /** Records a call the model made and passes it on to the sink. */
+      const reportCall = (call: { functionName: string; params?: unknown }): void => {
+        const tc = {
+          id: toolCallId(),
+          name: call.functionName,
+          arguments: JSON.stringify(call.params ?? {}),
+        };
+        toolCalls.push(tc);
+        sink.onToolCall(tc, toolCalls.length - 1);
+      };
       const stop = request.stop;
       const penalties = request.presencePenalty !== undefined || request.frequencyPenalty !== undefined;
       const result = await chat.generateResponse(history, {
@@ -180,28 +190,12 @@ class LlamaEngine implements ChatEngine {
               functions,
               documentFunctionParams: true,
               ...(request.parallelToolCalls ? {} : { maxParallelFunctionCalls: 1 }),
-              onFunctionCall: (call: { functionName: string; params: unknown }) => {
-                const tc = {
-                  id: toolCallId(),
-                  name: call.functionName,
-                  arguments: JSON.stringify(call.params ?? {}),
-                };
-                toolCalls.push(tc);
-                sink.onToolCall(tc, toolCalls.length - 1);
-              },
+              onFunctionCall: reportCall,
             }
           : {}),
       });
       // Calls the callback did not report (it reports each as it completes).
-      for (const call of (result.functionCalls ?? []).slice(toolCalls.length)) {
-        const tc = {
-          id: toolCallId(),
-          name: call.functionName,
-          arguments: JSON.stringify(call.params ?? {}),
-        };
-        toolCalls.push(tc);
-        sink.onToolCall(tc, toolCalls.length - 1);
-      }
+      for (const call of (result.functionCalls ?? []).slice(toolCalls.length)) reportCall(call);
       const reason = result.metadata.stopReason;
       if (reason === "abort") throw signal.reason ?? new Error("aborted");
       const finishReason: FinishReason =
