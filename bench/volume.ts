@@ -12,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { execFile } from "../src/lib/exec.ts";
-import { LocalVolumes, mkfsArgv, mountArgv, parseMountinfo } from "../src/runtime/linux/volume/volume.ts";
+import { mkfsArgv, mountArgv } from "../src/runtime/linux/volume/ext4.ts";
+import { readMounts } from "../src/runtime/linux/volume/mounts.ts";
+import { LocalVolumes } from "../src/runtime/linux/volume/volume.ts";
 
 const rounds = Number(process.argv[2] ?? 7);
 const sizeMiB = Number(process.argv[3] ?? 256);
@@ -105,9 +107,7 @@ try {
   console.log(`  plain image / mkdir      ${(med.plain! / med.mkdir!).toFixed(0)}x`);
 } finally {
   // Whatever a failed round left: mounts first, then loop devices, then files.
-  const mounts = parseMountinfo(await readFile("/proc/self/mountinfo", "utf8")).filter((m) =>
-    m.mountpoint.startsWith(`${root}/`),
-  );
+  const mounts = (await readMounts()).filter((m) => m.mountpoint.startsWith(`${root}/`));
   for (const m of mounts.reverse()) await execFile(["umount", "-l", m.mountpoint]).catch(() => undefined);
   for (const name of await readdir("/sys/block")) {
     const backing = await readFile(`/sys/block/${name}/loop/backing_file`, "utf8").catch(() => "");

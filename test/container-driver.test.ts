@@ -33,7 +33,7 @@ import {
 import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
 import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
-import type { EgressRegistry } from "../src/runtime/volumes/types.ts";
+import type { EgressRegistry } from "../src/runtime/linux/net/egress.types.ts";
 import { openDatabase } from "../src/store/db.ts";
 import { ModelStore } from "../src/store/models.ts";
 import { TenantStore } from "../src/store/tenants.ts";

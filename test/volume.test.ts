@@ -11,17 +11,14 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { planFor } from "../src/core/plans.ts";
 import { execFile } from "../src/lib/exec.ts";
+import { VolumeBusyError, VolumeError } from "../src/runtime/linux/volume/errors.ts";
+import { mkfsArgv } from "../src/runtime/linux/volume/ext4.ts";
 import { KeyMismatchError } from "../src/runtime/linux/volume/fscrypt.ts";
-import {
-  EncryptedTenantVolumes,
-  LocalVolumes,
-  loopDevicesOf,
-  mkfsArgv,
-  parseMountinfo,
-  VolumeBusyError,
-  VolumeError,
-} from "../src/runtime/linux/volume/volume.ts";
+import { loopDevicesOf } from "../src/runtime/linux/volume/loop.ts";
+import { readMounts } from "../src/runtime/linux/volume/mounts.ts";
+import { LocalVolumes } from "../src/runtime/linux/volume/volume.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
+import { EncryptedTenantVolumes } from "../src/runtime/volumes/encrypted.ts";
 
 const MiB = 1024 * 1024;
 let root = "";
@@ -71,9 +68,7 @@ before(async () => {
 /** Removes whatever the tests left, even after a failure: mounts, loop devices, files. */
 after(async () => {
   if (!root) return;
-  const mounts = parseMountinfo(await readFile("/proc/self/mountinfo", "utf8"))
-    .filter((m) => m.mountpoint.startsWith(`${root}/`))
-    .reverse();
+  const mounts = (await readMounts()).filter((m) => m.mountpoint.startsWith(`${root}/`)).reverse();
   for (const m of mounts) {
     process.stderr.write(`# cleanup: unmounting leftover ${m.mountpoint}\n`);
     await execFile(["umount", "-l", m.mountpoint]).catch(() => undefined);
@@ -113,18 +108,14 @@ async function assertGone(v: Vol): Promise<void> {
   const losetup = await execFile(["losetup", "-a"]);
   assert.ok(!losetup.includes(v.image), `losetup -a still lists ${v.image}:\n${losetup}`);
   assert.deepEqual(await loopDevicesOf(v.image), []);
-  const mounted = parseMountinfo(await readFile("/proc/self/mountinfo", "utf8")).filter(
-    (m) => m.mountpoint === v.mountpoint,
-  );
+  const mounted = (await readMounts()).filter((m) => m.mountpoint === v.mountpoint);
   assert.deepEqual(mounted, [], `${v.mountpoint} is still mounted`);
   assert.equal(existsSync(v.image), false, `${v.image} still exists`);
   assert.equal(existsSync(v.mountpoint), false, `${v.mountpoint} still exists`);
 }
 
 async function mountEntries(mountpoint: string) {
-  return parseMountinfo(await readFile("/proc/self/mountinfo", "utf8")).filter(
-    (m) => m.mountpoint === mountpoint,
-  );
+  return (await readMounts()).filter((m) => m.mountpoint === mountpoint);
 }
 
 /** Offset of the first occurrence of each needle in the file, or -1. Reads in overlapping chunks. */

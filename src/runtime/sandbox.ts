@@ -18,6 +18,7 @@ import {
   cpuControllerRoot,
   scanTenantCgroups,
 } from "./cpu-guard.ts";
+import type { EgressRegistry } from "./linux/net/egress.types.ts";
 import { NetworkMembers } from "./linux/net/members.ts";
 import {
   DEFAULT_NETWORK,
@@ -27,11 +28,11 @@ import {
   removeBridge,
   removeRuleset,
 } from "./linux/net/network.ts";
-import { EncryptedTenantVolumes, LocalVolumes } from "./linux/volume/volume.ts";
+import { LocalVolumes } from "./linux/volume/volume.ts";
 import { PoolDriver } from "./pool/driver.ts";
 import { EncryptedPoolStorage } from "./pool/storage.ts";
 import { TieredDriver } from "./tiered.ts";
-import type { EgressRegistry } from "./volumes/types.ts";
+import { EncryptedTenantVolumes } from "./volumes/encrypted.ts";
 
 export interface SandboxDrivers {
   driver: TieredDriver;

@@ -36,6 +36,7 @@ import {
 } from "../../openclaw/config.ts";
 import type { OpenClawRuntime } from "../../openclaw/runtime.ts";
 import type { CpuQuotas } from "../cpu-guard.ts";
+import type { EgressRegistry } from "../linux/net/egress.types.ts";
 import { NetworkMembers } from "../linux/net/members.ts";
 import {
   attachTenant,
@@ -50,8 +51,8 @@ import {
 } from "../linux/net/network.ts";
 import { renderOciSpec } from "../linux/oci/spec.ts";
 import { lockedBindOptions } from "../linux/volume/mounts.ts";
-import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
-import type { EgressRegistry, TenantVolumes } from "../volumes/types.ts";
+import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver, Settles } from "../types.ts";
+import type { TenantVolumes } from "../volumes/types.ts";
 
 export type OciRuntimeName = "runc" | "crun";
 
@@ -176,7 +177,7 @@ const DATA = "/data";
  * data on its own volume, and its own network namespace wired to the tenants' bridge under the
  * clawkeep nftables ruleset. Enterprise (no egress in its plan) is air-gapped.
  */
-export class ContainerDriver implements RuntimeDriver {
+export class ContainerDriver implements RuntimeDriver, Settles {
   readonly kind = "container";
   readonly #o: ContainerDriverOptions;
   #prepared = false;

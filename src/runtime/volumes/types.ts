@@ -15,10 +15,3 @@ export interface TenantVolumes {
   /** Closes and removes the volume and all its data. Idempotent. */
   destroy(name: string, signal?: AbortSignal): Promise<void>;
 }
-
-/** Tells the egress proxy which tenant sits behind which address and what it may reach. */
-export interface EgressRegistry {
-  /** The proxy URL tenants are given (HTTPS_PROXY), or null when none runs. */
-  readonly proxyUrl: string | null;
-  setTenants(tenants: Array<{ tenant: string; address: string; airGapped: boolean }>): Promise<void>;
-}

@@ -1,4 +1,4 @@
-import type { EgressRegistry } from "../../volumes/types.ts";
+import type { EgressRegistry } from "./egress.types.ts";
 import { applyRuleset, type NetworkConfig, renderRuleset, type TenantNet } from "./network.ts";
 
 /**

@@ -1,5 +1,15 @@
 import { readFile } from "node:fs/promises";
-import { parseMountinfo } from "./volume.ts";
+import { lockedOptionsOf, type MountEntry, mountOf, parseMountinfo } from "./mountinfo.ts";
+
+/** This process's mount table (/proc/self/mountinfo); later entries are mounted on top of earlier ones. */
+export async function readMounts(): Promise<MountEntry[]> {
+  return parseMountinfo(await readFile("/proc/self/mountinfo", "utf8"));
+}
+
+/** Whether something is mounted at exactly `mountpoint`. */
+export async function isMountPoint(mountpoint: string): Promise<boolean> {
+  return (await readMounts()).some((m) => m.mountpoint === mountpoint);
+}
 
 /**
  * Options a bind of `path` into a user-namespaced container must repeat from the mount it lies
@@ -7,13 +17,5 @@ import { parseMountinfo } from "./volume.ts";
  * the bind fails with EPERM unless it keeps them (encrypted volumes are noexec,noatime).
  */
 export async function lockedBindOptions(path: string): Promise<string[]> {
-  const mounts = parseMountinfo(await readFile("/proc/self/mountinfo", "utf8"));
-  const under = (mp: string) => path === mp || path.startsWith(mp === "/" ? "/" : `${mp}/`);
-  let here: (typeof mounts)[number] | undefined;
-  // The longest mount point wins; of mounts on one point, the last (the top one).
-  for (const m of mounts)
-    if (under(m.mountpoint) && m.mountpoint.length >= (here?.mountpoint.length ?? 0)) here = m;
-  const opts = new Set((here?.options ?? "").split(","));
-  const keep = ["noatime", "nodiratime", "strictatime"].filter((o) => opts.has(o));
-  return opts.has("noexec") ? ["noexec", ...keep] : keep;
+  return lockedOptionsOf(mountOf(await readMounts(), path));
 }

@@ -4,19 +4,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { ExecError } from "../../../lib/exec.ts";
-import {
-  checkPathUnder,
-  checkSize,
-  LocalVolumes,
-  MOUNT_OPTIONS,
-  mkfsArgv,
-  mountArgv,
-  parseExt4Superblock,
-  parseMountinfo,
-  VolumeConflictError,
-  VolumeError,
-  VolumePathError,
-} from "./volume.ts";
+import { VolumeConflictError, VolumeError, VolumePathError } from "./errors.ts";
+import { checkSize, MOUNT_OPTIONS, mkfsArgv, mountArgv, parseExt4Superblock } from "./ext4.ts";
+import { parseMountinfo } from "./mountinfo.ts";
+import { checkPathUnder } from "./paths.ts";
+import { LocalVolumes } from "./volume.ts";
 
 let root: string;
 before(async () => {

@@ -8,19 +8,24 @@ import {
   mkdir,
   open,
   readdir,
-  readFile,
   realpath,
   rm,
   rmdir,
   statfs,
 } from "node:fs/promises";
-import { basename, dirname, isAbsolute, join, normalize } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { ClawkeepError, ConflictError, ValidationError } from "../../../core/errors.ts";
+import { ValidationError } from "../../../core/errors.ts";
 import { parseTenantName } from "../../../core/tenant.ts";
 import { type ExecOptions, execFile } from "../../../lib/exec.ts";
-import type { InstanceSpec } from "../../types.ts";
-import type { TenantVolumes } from "../../volumes/types.ts";
+import {
+  VolumeBusyError,
+  VolumeConflictError,
+  VolumeError,
+  VolumeNotMountedError,
+  VolumePathError,
+} from "./errors.ts";
+import { checkSize, mkfsArgv, mountArgv, parseExt4Superblock } from "./ext4.ts";
 import {
   assertKey,
   DirectoryLockedError,
@@ -32,9 +37,12 @@ import {
   keyIdentifier,
   parseKeyIdentifier,
 } from "./fscrypt.ts";
+import { attachLoop, backingFileOf, detachLoop, loopDevicesOf } from "./loop.ts";
+import { readMounts } from "./mounts.ts";
+import { checkPathUnder, checkRoot, isUnder } from "./paths.ts";
 
 /**
- * Tenant volumes of the local driver: one ext4 image file per volume, loop-mounted with a hard
+ * Tenant volumes on this host: one ext4 image file per volume, loop-mounted with a hard
  * size limit, whose data directory is encrypted with fscrypt (see fscrypt.ts).
  *
  * - Premium / Enterprise: one image per tenant. `unlockDir` on the tenant's data directory sets
@@ -94,168 +102,6 @@ export interface VolumeUsage {
   inodes: number;
   inodesFree: number;
 }
-
-export const MIN_VOLUME_BYTES = 16 * 1024 * 1024;
-export const MAX_VOLUME_BYTES = 16 * 1024 ** 4;
-const MIB = 1024 * 1024;
-
-/** ext4's flag for the 'encrypt' feature in s_feature_incompat. */
-const EXT4_FEATURE_INCOMPAT_ENCRYPT = 0x10000;
-const EXT4_MAGIC = 0xef53;
-
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-/** A volume operation failed; `code` says whether retrying may help. */
-export class VolumeError extends ClawkeepError {}
-
-/** A path given to the volume layer is malformed or outside its root. */
-export class VolumePathError extends ValidationError {
-  constructor(message: string, path: unknown) {
-    super("invalid_request", message, { details: { path: typeof path === "string" ? path : String(path) } });
-  }
-}
-
-/** Something else occupies the place (a foreign mount, a non-image file, a second mount of the image). */
-export class VolumeConflictError extends ConflictError {
-  constructor(message: string, cause?: unknown) {
-    super("conflict", message, cause === undefined ? {} : { cause });
-  }
-}
-
-/** Files on the volume are still open, so it cannot be unmounted yet. */
-export class VolumeBusyError extends VolumeConflictError {}
-
-/** The operation needs the volume mounted and it is not. */
-export class VolumeNotMountedError extends VolumeError {
-  constructor(mountpoint: string) {
-    super("conflict", `no volume is mounted at ${mountpoint}: mount it with mountVolume first`);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pure helpers
-
-/**
- * Checks that `p` is an absolute, normalised path strictly below `root` with no NUL or control
- * characters, and returns it. Symlinks are resolved separately (LocalVolumes.#resolve).
- */
-export function checkPathUnder(root: string, p: unknown, what: string): string {
-  if (typeof p !== "string" || p.length === 0) throw new VolumePathError(`${what} path is required`, p);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
-  if (/[\u0000-\u001f\u007f]/.test(p)) {
-    throw new VolumePathError(`${what} path ${JSON.stringify(p)} contains NUL or control characters`, p);
-  }
-  if (!isAbsolute(p)) throw new VolumePathError(`${what} path ${JSON.stringify(p)} is not absolute`, p);
-  if (normalize(p) !== p || (p.length > 1 && p.endsWith("/"))) {
-    throw new VolumePathError(
-      `${what} path ${JSON.stringify(p)} is not normalised (no '.', '..', '//' or trailing '/')`,
-      p,
-    );
-  }
-  if (p.length > 4000) throw new VolumePathError(`${what} path is too long`, p);
-  const r = root.endsWith("/") ? root : `${root}/`;
-  if (!p.startsWith(r) || p.length === r.length) {
-    throw new VolumePathError(`${what} path ${JSON.stringify(p)} is not under ${root}`, p);
-  }
-  return p;
-}
-
-export function checkSize(sizeBytes: unknown): number {
-  if (
-    typeof sizeBytes !== "number" ||
-    !Number.isSafeInteger(sizeBytes) ||
-    sizeBytes < MIN_VOLUME_BYTES ||
-    sizeBytes > MAX_VOLUME_BYTES ||
-    sizeBytes % MIB !== 0
-  ) {
-    throw new ValidationError(
-      "invalid_request",
-      `volume size must be a whole number of MiB between ${MIN_VOLUME_BYTES / MIB} MiB and ${MAX_VOLUME_BYTES / MIB} MiB, got ${String(sizeBytes)}`,
-      { details: { field: "sizeBytes" } },
-    );
-  }
-  return sizeBytes;
-}
-
-/** The command that makes an fscrypt-capable ext4 filesystem in an image file. */
-export function mkfsArgv(image: string, opts: { encrypt?: boolean } = {}): string[] {
-  return [
-    "mkfs.ext4",
-    "-q",
-    "-F",
-    "-m",
-    "0",
-    "-b",
-    "4096",
-    ...(opts.encrypt === false ? [] : ["-O", "encrypt"]),
-    "-E",
-    "nodiscard",
-    image,
-  ];
-}
-
-/** Mount options of every tenant volume. noexec is fine: the gateway's node runs from a separate runtime. */
-export const MOUNT_OPTIONS = "nosuid,nodev,noexec,noatime";
-
-export function mountArgv(loopDevice: string, mountpoint: string): string[] {
-  return ["mount", "-t", "ext4", "-o", MOUNT_OPTIONS, loopDevice, mountpoint];
-}
-
-export interface MountEntry {
-  mountpoint: string;
-  fstype: string;
-  source: string;
-  options: string;
-}
-
-/** Undoes the octal escapes (\040 for space, ...) of /proc/self/mountinfo. */
-function unescapeMountField(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-}
-
-/** Parses /proc/self/mountinfo (see proc(5)); later entries are mounted on top of earlier ones. */
-export function parseMountinfo(text: string): MountEntry[] {
-  const out: MountEntry[] = [];
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    const fields = line.split(" ");
-    const sep = fields.indexOf("-", 6);
-    if (sep < 0 || fields.length < sep + 3) continue;
-    out.push({
-      mountpoint: unescapeMountField(fields[4] ?? ""),
-      options: fields[5] ?? "",
-      fstype: fields[sep + 1] ?? "",
-      source: unescapeMountField(fields[sep + 2] ?? ""),
-    });
-  }
-  return out;
-}
-
-export interface Ext4Facts {
-  ext4: boolean;
-  encrypt: boolean;
-  blockSize: number;
-  sizeBytes: number;
-}
-
-/** Reads the facts we need from the first 2 KiB of an ext4 image (the superblock is at 1024). */
-export function parseExt4Superblock(head: Buffer): Ext4Facts {
-  if (head.length < 2048) return { ext4: false, encrypt: false, blockSize: 0, sizeBytes: 0 };
-  const sb = head.subarray(1024);
-  const ext4 = sb.readUInt16LE(0x38) === EXT4_MAGIC;
-  const blockSize = 1024 << sb.readUInt32LE(0x18);
-  const blocks = sb.readUInt32LE(0x04) + (sb.readUInt32LE(0x150) * 2 ** 32 || 0);
-  const incompat = sb.readUInt32LE(0x60);
-  return {
-    ext4,
-    encrypt: ext4 && (incompat & EXT4_FEATURE_INCOMPAT_ENCRYPT) !== 0,
-    blockSize: ext4 ? blockSize : 0,
-    sizeBytes: ext4 ? blocks * blockSize : 0,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 
 function errnoOf(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
@@ -373,11 +219,11 @@ export class LocalVolumes {
 
     await mkdir(mountpoint, { recursive: true, mode: 0o700 });
     const reused = loops[0];
-    const loopDevice = reused ?? (await this.#attach(image, input.signal));
+    const loopDevice = reused ?? (await attachLoop(this.#exec, image, input.signal));
     try {
       await this.#run(mountArgv(loopDevice, mountpoint), input.signal, `mounting ${image} at ${mountpoint}`);
     } catch (err) {
-      await this.#detach(loopDevice).catch((detachErr: unknown) => {
+      await detachLoop(this.#exec, loopDevice).catch((detachErr: unknown) => {
         throw new VolumeError(
           "runtime_failed",
           `mounting ${image} failed and detaching ${loopDevice} afterwards failed too: ${(detachErr as Error).message}`,
@@ -612,7 +458,8 @@ export class LocalVolumes {
         throw err;
       }
       unmounted = true;
-      if (!(await readMounts()).some((m) => m.source === here.source)) await this.#detach(here.source);
+      if (!(await readMounts()).some((m) => m.source === here.source))
+        await detachLoop(this.#exec, here.source);
     }
   }
 
@@ -633,7 +480,7 @@ export class LocalVolumes {
         throw new VolumeConflictError(
           `${image} is still mounted at ${at.mountpoint} (through ${loop}); unmount it there first`,
         );
-      await this.#detach(loop);
+      await detachLoop(this.#exec, loop);
     }
     await rm(image, { force: true });
     try {
@@ -769,46 +616,6 @@ export class LocalVolumes {
     return { fileSize: st.size };
   }
 
-  async #attach(image: string, signal: AbortSignal | undefined): Promise<string> {
-    // Another process may take the free device between losetup's look-up and its claim: retry.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const out = await this.#exec(
-          ["losetup", "--find", "--show", "--nooverlap", image],
-          signal ? { signal } : {},
-        );
-        const dev = out.trim();
-        if (!/^\/dev\/loop\d+$/.test(dev))
-          throw new VolumeError("runtime_failed", `losetup printed ${JSON.stringify(dev)}`);
-        return dev;
-      } catch (err) {
-        const text = String((err as { stderr?: string }).stderr ?? "");
-        if (attempt < 4 && /busy/i.test(text) && !signal?.aborted) continue;
-        throw new VolumeError(
-          "runtime_unavailable",
-          `cannot attach ${image} to a loop device (are loop devices available and are we root?): ${(err as Error).message}`,
-          { cause: err },
-        );
-      }
-    }
-  }
-
-  /** Detaches a loop device; gone already is fine. */
-  async #detach(loopDevice: string): Promise<void> {
-    if (!/^\/dev\/loop\d+$/.test(loopDevice))
-      throw new VolumeError("internal", `not a loop device: ${loopDevice}`);
-    if ((await backingFileOf(loopDevice)) === undefined) return;
-    try {
-      await this.#exec(["losetup", "--detach", loopDevice]);
-    } catch (err) {
-      if ((await backingFileOf(loopDevice)) === undefined) return;
-      throw err;
-    }
-    // While something still holds the device open (a udev probe), the kernel only marks it for
-    // detaching on last close: wait for that, briefly, so callers see it gone.
-    for (let i = 0; i < 100 && (await backingFileOf(loopDevice)) !== undefined; i++) await sleep(20);
-  }
-
   async #run(argv: string[], signal: AbortSignal | undefined, doing: string): Promise<string> {
     try {
       return await this.#exec(argv, signal ? { signal } : {});
@@ -816,137 +623,5 @@ export class LocalVolumes {
       if (signal?.aborted) throw new VolumeError("runtime_failed", `${doing}: aborted`, { cause: err });
       throw new VolumeError("runtime_failed", `${doing} failed: ${(err as Error).message}`, { cause: err });
     }
-  }
-}
-
-function checkRoot(root: string, what: string): string {
-  if (
-    typeof root !== "string" ||
-    !isAbsolute(root) ||
-    normalize(root) !== root ||
-    root === "/" ||
-    root.includes("\0")
-  ) {
-    throw new VolumePathError(`${what} must be an absolute, normalised directory other than /`, root);
-  }
-  return root.endsWith("/") ? root.slice(0, -1) : root;
-}
-
-function isUnder(root: string, p: string): boolean {
-  return p.startsWith(`${root}/`);
-}
-
-async function readMounts(): Promise<MountEntry[]> {
-  return parseMountinfo(await readFile("/proc/self/mountinfo", "utf8"));
-}
-
-/** The file behind a loop device, from sysfs; undefined when the device is not attached. */
-async function backingFileOf(loopDevice: string): Promise<string | undefined> {
-  const name = basename(loopDevice);
-  try {
-    return (await readFile(`/sys/block/${name}/loop/backing_file`, "utf8")).replace(/\n$/, "");
-  } catch {
-    return undefined;
-  }
-}
-
-/** Every loop device whose backing file is `image` (a resolved path). */
-export async function loopDevicesOf(image: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = (await readdir("/sys/block")).filter((n) => /^loop\d+$/.test(n));
-  } catch {
-    return [];
-  }
-  const out: string[] = [];
-  for (const n of names) {
-    const backing = await backingFileOf(`/dev/${n}`);
-    if (backing === image) out.push(`/dev/${n}`);
-  }
-  return out.sort();
-}
-
-// ---------------------------------------------------------------------------------------------
-
-export interface EncryptedTenantVolumesOptions {
-  volumes: LocalVolumes;
-  /**
-   * The tenant's 64-byte fscrypt volume key, unwrapped by the key service. Called on every
-   * open; the buffer is zeroed as soon as the kernel has it.
-   */
-  volumeKey: (spec: InstanceSpec, signal?: AbortSignal) => Promise<Buffer>;
-  /** Preallocate each image (see CreateVolumeInput.preallocate). */
-  preallocate?: boolean;
-}
-
-/**
- * TenantVolumes for dedicated tenants (Premium, Enterprise): one encrypted image per tenant,
- * `<imagesRoot>/<name>.img` of the plan's volumeBytes, mounted at `<mountsRoot>/<name>`, data in
- * `<mountsRoot>/<name>/data` (0700, owned by the tenant's uid) under the tenant's own key.
- * close() locks the key and unmounts; the key identifier is read back from the directory's
- * policy, so nothing needs remembering across restarts.
- */
-export class EncryptedTenantVolumes implements TenantVolumes {
-  readonly #o: EncryptedTenantVolumesOptions;
-
-  constructor(opts: EncryptedTenantVolumesOptions) {
-    this.#o = opts;
-  }
-
-  paths(name: string): { image: string; mountpoint: string; data: string } {
-    const n = parseTenantName(name);
-    const mountpoint = join(this.#o.volumes.mountsRoot, n);
-    return {
-      image: join(this.#o.volumes.imagesRoot, `${n}.img`),
-      mountpoint,
-      data: join(mountpoint, "data"),
-    };
-  }
-
-  async open(spec: InstanceSpec, ownerUid: number, signal?: AbortSignal): Promise<string> {
-    const p = this.paths(spec.name);
-    const v = this.#o.volumes;
-    await v.createVolume({
-      image: p.image,
-      sizeBytes: spec.plan.volumeBytes,
-      ...(this.#o.preallocate ? { preallocate: true } : {}),
-      ...(signal ? { signal } : {}),
-    });
-    await v.mountVolume({ image: p.image, mountpoint: p.mountpoint, ...(signal ? { signal } : {}) });
-    const key = await this.#o.volumeKey(spec, signal);
-    try {
-      await v.unlockDir({ mountpoint: p.mountpoint, dir: p.data, key });
-    } finally {
-      key.fill(0);
-    }
-    await chown(p.data, ownerUid, ownerUid);
-    await chmod(p.data, 0o700);
-    return p.data;
-  }
-
-  async close(name: string, signal?: AbortSignal): Promise<void> {
-    const p = this.paths(name);
-    const keyIdentifiers = await this.#keysOf(p);
-    await this.#o.volumes.closeVolume({
-      mountpoint: p.mountpoint,
-      keyIdentifiers,
-      ...(signal ? { signal } : {}),
-    });
-  }
-
-  async destroy(name: string, signal?: AbortSignal): Promise<void> {
-    await this.close(name, signal);
-    const p = this.paths(name);
-    await this.#o.volumes.deleteVolume({
-      image: p.image,
-      mountpoint: p.mountpoint,
-      ...(signal ? { signal } : {}),
-    });
-  }
-
-  async #keysOf(p: { mountpoint: string; data: string }): Promise<string[]> {
-    if (!(await readMounts()).some((m) => m.mountpoint === p.mountpoint)) return [];
-    const policy = await this.#o.volumes.policyOf({ mountpoint: p.mountpoint, dir: p.data });
-    return policy ? [policy.keyIdentifier] : [];
   }
 }
