@@ -512,8 +512,11 @@ if (!skip) {
     label: "container driver (real OpenClaw in runc)",
     driver: () => driver,
     fresh: makeDriver,
+    // Premium: the tiered run (tiered-conformance.test.ts) covers every tier through the
+    // production wiring; this one checks that a new ContainerDriver object adopts.
+    specs: [{ tier: "premium", slot: 43, plan: planFor("premium") }],
     llm: () => ({ baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" }),
-    slot: 43,
     readyTimeoutMs: 240_000,
+    dataDirs: () => [join(home, "containers"), join(home, "volumes")],
   });
 }

@@ -3,6 +3,7 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
+import { planFor } from "../src/core/plans.ts";
 import { pidsOfUid } from "../src/lib/procfs.ts";
 import { type EchoProvider, startEchoProvider } from "../src/llm/echo-provider.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
@@ -56,9 +57,10 @@ if (needsRoot()) {
     label: "host driver (real OpenClaw)",
     driver: make,
     fresh: make,
+    specs: [{ tier: "starter", slot: SLOT, plan: planFor("starter") }],
     llm: () => ({ baseUrl: provider.url, model: provider.model }),
-    slot: SLOT,
     readyTimeoutMs: 240_000,
+    dataDirs: () => [join(home, "tenants"), join(home, "run"), join(home, "logs")],
     leftovers: async (name) => {
       const left: string[] = [];
       if ((await pidsOfUid(UID_BASE + SLOT)).length) left.push("processes");

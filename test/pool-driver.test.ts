@@ -805,9 +805,10 @@ if (!skip) {
     label: "pool driver (small gateways in a Starter pool)",
     driver: () => small,
     fresh: () => makeDriver({ fake: true }),
+    specs: [{ tier: "starter", slot: SLOT.conf, plan: planFor("starter") }],
     llm: () => ({ baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" }),
-    slot: SLOT.conf,
     readyTimeoutMs: 30_000,
+    dataDirs: () => [join(home, "pools"), join(home, "pooldata")],
     leftovers: (name) => leftoversOf(name, ["pool-0", "pool-1", "pool-2"]),
   });
 }

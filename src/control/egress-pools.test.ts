@@ -90,6 +90,7 @@ test("pools are the operator's only: the public API has no pool routes; without 
     pools: () => null,
     tenants: cp.tenants,
     reconciler: cp.reconciler,
+    specs: cp.specs,
     store: cp.store,
   });
   const admin = createApi({ mode: "admin", tenants: cp.tenants, pools, log });

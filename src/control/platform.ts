@@ -25,6 +25,7 @@ import { ModelStore } from "../store/models.ts";
 import { TenantStore } from "../store/tenants.ts";
 import { createApi } from "./api.ts";
 import { EgressAllowService } from "./egress-allow.ts";
+import { instanceSpecs } from "./instance-spec.ts";
 import { ModelService, registerSettingsModel } from "./models.ts";
 import { PoolService } from "./pools.ts";
 import { Reconciler } from "./reconciler.ts";
@@ -189,17 +190,21 @@ export async function startPlatform(
       edgeSource = edgeAddress(sandbox.network);
     }
 
+    const specs = instanceSpecs({
+      llm,
+      publicOrigin: (name) => (edge ? edge.tenantUrl(name).replace(/\/$/, "") : undefined),
+    });
     const reconciler = new Reconciler({
       store,
       driver,
       kms,
       llm,
+      specs,
       startConcurrency: settings.startConcurrency,
       startAttempts: settings.startAttempts,
       readyTimeoutMs: settings.readyTimeoutMs,
       intervalMs: settings.reconcileIntervalMs,
       onChange: () => syncRoutes(),
-      publicOrigin: (name) => (edge ? edge.tenantUrl(name).replace(/\/$/, "") : undefined),
       log,
     });
     const tenants = new TenantService({
@@ -207,6 +212,7 @@ export async function startPlatform(
       kms,
       driver,
       reconciler,
+      specs,
       maxSlots: settings.maxSlots,
       publicUrl: (name) => edge?.tenantUrl(name) ?? null,
       caFile: () => edge?.caFile ?? null,
@@ -220,7 +226,7 @@ export async function startPlatform(
       settingsAllow: settings.egress.allow,
       onChange: () => refreshEgress?.(),
     });
-    const poolService = new PoolService({ pools: () => pools, tenants, reconciler, store });
+    const poolService = new PoolService({ pools: () => pools, tenants, reconciler, specs, store });
 
     // The edge routes every running tenant's host name to its gateway; re-rendered on changes.
     let routesKey = "";
@@ -235,7 +241,7 @@ export async function startPlatform(
           const routes = store
             .list()
             .filter((t) => t.actual === "running")
-            .map((t) => ({ tenant: t.name, upstream: driver.urlFor(reconciler.specFor(t)) }));
+            .map((t) => ({ tenant: t.name, upstream: driver.urlFor(specs(t)) }));
           const key = JSON.stringify(routes);
           if (key === routesKey) return;
           try {

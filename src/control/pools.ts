@@ -1,6 +1,7 @@
 import { ClawkeepError } from "../core/errors.ts";
 import type { PoolDriver } from "../runtime/pool/driver.ts";
 import type { TenantStore } from "../store/tenants.ts";
+import type { InstanceSpecs } from "./instance-spec.ts";
 import type { Reconciler } from "./reconciler.ts";
 import type { Principal, TenantService } from "./tenants.ts";
 
@@ -24,6 +25,7 @@ export class PoolService {
       pools: () => PoolDriver | null;
       tenants: TenantService;
       reconciler: Reconciler;
+      specs: InstanceSpecs;
       store: TenantStore;
       clock?: () => number;
     },
@@ -59,7 +61,7 @@ export class PoolService {
         "invalid_request",
         `${t.name} is a ${t.tier} tenant: only Starter tenants live in pools`,
       );
-    const spec = this.deps.reconciler.specFor(t);
+    const spec = this.deps.specs(t);
     const { store } = this.deps;
     const now = this.deps.clock ?? Date.now;
     const from = String((await driver.status(t.name)).details.pool ?? "?");

@@ -140,7 +140,7 @@ test("a restarted control plane adopts running gateways without starting them ag
   await first.reconciler.stop();
   // An instance no tenant owns (a leftover of a crashed delete), still running.
   const orphanSpec = {
-    ...first.reconciler.specFor(store.get("keep")!),
+    ...first.specs(store.get("keep")!),
     name: "orphan",
     tenantId: "tnt_x",
     slot: 9,

@@ -1,14 +1,14 @@
 import type { Logger } from "pino";
 import { ClawkeepError } from "../core/errors.ts";
-import { planFor } from "../core/plans.ts";
 import { Secret } from "../core/secret.ts";
 import { type ActualState, effectiveDesired, type Tenant } from "../core/tenant.ts";
 import type { KeyService } from "../kms/types.ts";
 import type { LlmProvider } from "../openclaw/config.ts";
 import { waitReady } from "../openclaw/probe.ts";
-import type { InstanceSpec, RuntimeDriver } from "../runtime/types.ts";
+import { type RuntimeDriver, settles } from "../runtime/types.ts";
 import type { TenantStore } from "../store/tenants.ts";
 import { Admission } from "./admission.ts";
+import type { InstanceSpecs } from "./instance-spec.ts";
 
 export const GATEWAY_TOKEN_PURPOSE = "gateway-token";
 
@@ -16,7 +16,10 @@ export interface ReconcilerOptions {
   store: TenantStore;
   driver: RuntimeDriver;
   kms: KeyService;
+  /** The provider's key, given to each gateway as a secret (its URL and model are in the specs). */
   llm: LlmProvider & { apiKey: string };
+  /** Each tenant's instance spec (instanceSpecs in instance-spec.ts). */
+  specs: InstanceSpecs;
   startConcurrency: number;
   startAttempts: number;
   readyTimeoutMs: number;
@@ -27,18 +30,8 @@ export interface ReconcilerOptions {
   clock?: () => number;
   /** Called after any tenant's actual state changes (the edge re-routes on it). */
   onChange?: () => void;
-  /** The origin browsers reach a tenant at through the edge, e.g. https://alice.example.com. */
-  publicOrigin?: (name: string) => string | undefined;
   log: Logger;
 }
-
-/**
- * A driver whose start() may give a gateway more CPU than its plan's steady quota, so that it
- * starts as fast as a bare process would, and takes it back in settle() once the gateway is ready.
- * settle() is idempotent and does nothing for an instance that does not run. Optional: a driver
- * without it runs its gateways at one quota throughout.
- */
-type Settling = { settle?: (spec: InstanceSpec, signal?: AbortSignal) => Promise<void> };
 
 interface CrashState {
   crashes: number;
@@ -135,18 +128,6 @@ export class Reconciler {
       await Promise.allSettled([...this.#inflight.values()].map((o) => o.promise));
       await this.#ticking;
     }
-  }
-
-  specFor(t: Tenant): InstanceSpec {
-    return {
-      tenantId: t.id,
-      name: t.name,
-      tier: t.tier,
-      slot: t.slot,
-      plan: planFor(t.tier),
-      llm: { baseUrl: this.#o.llm.baseUrl, model: this.#o.llm.model },
-      ...(this.#o.publicOrigin?.(t.name) ? { publicOrigin: this.#o.publicOrigin(t.name)! } : {}),
-    };
   }
 
   async #adopt(): Promise<void> {
@@ -260,7 +241,7 @@ export class Reconciler {
       if (st.repair) {
         // The gateway runs, a part of it does not (an adopted Enterprise container's model
         // server): start() restores it and keeps the gateway.
-        await driver.start(this.specFor(t), await this.#secrets(t), signal);
+        await driver.start(this.#o.specs(t), await this.#secrets(t), signal);
         this.#event(t, "repaired", `restored: ${st.repair}`);
         this.#o.log.info({ tenant: t.name, repair: st.repair }, "instance repaired");
       }
@@ -290,8 +271,10 @@ export class Reconciler {
     return Math.min(base * 2 ** (n - 1), this.#o.backoffMaxMs ?? 60_000);
   }
 
+  /** Back to the plan's steady CPU quota, when the driver has the Settles role (runtime/types.ts). */
   async #settle(t: Tenant, signal?: AbortSignal): Promise<void> {
-    await (this.#o.driver as RuntimeDriver & Settling).settle?.(this.specFor(t), signal);
+    const { driver } = this.#o;
+    if (settles(driver)) await driver.settle(this.#o.specs(t), signal);
   }
 
   async #alive(t: Tenant): Promise<boolean> {
@@ -309,7 +292,7 @@ export class Reconciler {
 
   async #startWithRetries(t: Tenant, signal: AbortSignal): Promise<void> {
     const { driver, log } = this.#o;
-    const spec = this.specFor(t);
+    const spec = this.#o.specs(t);
     const attempts = this.#o.startAttempts;
     if (t.actual !== "restarting") this.#setActual(t, "starting", "waiting for a start slot");
     await this.admission.run(async () => {

@@ -14,6 +14,7 @@ import type { KeyService } from "../kms/types.ts";
 import { type LocalModelState, parseModelStatus } from "../llm/model-server/status.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
 import type { ApiTokenRecord, TenantEvent, TenantStore } from "../store/tenants.ts";
+import type { InstanceSpecs } from "./instance-spec.ts";
 import { GATEWAY_TOKEN_PURPOSE, type Reconciler } from "./reconciler.ts";
 
 /** Who is calling: the operator (admin socket) or a tenant holding one of its API tokens. */
@@ -124,6 +125,8 @@ export class TenantService {
       kms: KeyService;
       driver: RuntimeDriver;
       reconciler: Reconciler;
+      /** Each tenant's instance spec (for its gateway URL). */
+      specs: InstanceSpecs;
       maxSlots: number;
       clock?: () => number;
       /** The tenant's https URL through the edge, when an edge runs. */
@@ -151,7 +154,7 @@ export class TenantService {
       desired: t.desired,
       actual: t.actual,
       reason: t.reason,
-      gatewayUrl: this.deps.driver.urlFor(this.deps.reconciler.specFor(t)),
+      gatewayUrl: this.deps.driver.urlFor(this.deps.specs(t)),
       publicUrl: this.deps.publicUrl?.(t.name) ?? null,
       plan: {
         memoryBytes: plan.memoryBytes,

@@ -5,7 +5,7 @@ import { Secret } from "../core/secret.ts";
 import type { Tier } from "../core/tenant.ts";
 import { FakeDriver } from "./fake/driver.ts";
 import { TieredDriver } from "./tiered.ts";
-import type { InstanceSpec } from "./types.ts";
+import { type InstanceSpec, type Settles, settles } from "./types.ts";
 
 const spec = (name: string, tier: Tier, slot: number): InstanceSpec => ({
   tenantId: `tnt_${name}`,
@@ -18,7 +18,7 @@ const spec = (name: string, tier: Tier, slot: number): InstanceSpec => ({
 const secrets = { gatewayToken: new Secret("t".repeat(32)), llmApiKey: new Secret("k") };
 
 /** A fake that, like the container driver, hands a start's extra CPU back in settle(). */
-class SettlingFake extends FakeDriver {
+class SettlingFake extends FakeDriver implements Settles {
   readonly settled: string[] = [];
   async settle(s: InstanceSpec): Promise<void> {
     this.settled.push(s.name);
@@ -48,4 +48,15 @@ test("the tiered driver routes by tier, finds instances by name, and passes sett
     await pools.closeAll();
     await containers.closeAll();
   }
+});
+
+test("settles() tells a driver with the Settles role from one without it", () => {
+  assert.equal(settles(new SettlingFake()), true);
+  assert.equal(settles(new FakeDriver()), false, "control: the plain fake has no settle()");
+  const tiered = new TieredDriver({
+    starter: new FakeDriver(),
+    premium: new FakeDriver(),
+    enterprise: new FakeDriver(),
+  });
+  assert.equal(settles(tiered), true, "the tiered driver passes settle() on, whatever its drivers");
 });

@@ -1,12 +1,19 @@
 import type { Tier } from "../core/tenant.ts";
-import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "./types.ts";
+import {
+  type InstanceSecrets,
+  type InstanceSpec,
+  type InstanceStatus,
+  type RuntimeDriver,
+  type Settles,
+  settles,
+} from "./types.ts";
 
 /**
  * One driver per tier behind the driver contract: create/start go by the spec's tier; calls by
  * name go to whichever driver has the instance. The reconciler does not know it is talking to
  * several drivers.
  */
-export class TieredDriver implements RuntimeDriver {
+export class TieredDriver implements RuntimeDriver, Settles {
   readonly kind: string;
   readonly #byTier: Record<Tier, RuntimeDriver>;
   readonly #all: RuntimeDriver[];
@@ -50,12 +57,10 @@ export class TieredDriver implements RuntimeDriver {
     return this.#byTier[spec.tier].start(spec, secrets, signal);
   }
 
-  /** Passes the reconciler's "ready: back to the steady CPU quota" to the tier's driver, if it has one. */
+  /** Passes the reconciler's "ready: back to the steady CPU quota" to the tier's driver, if it settles. */
   async settle(spec: InstanceSpec, signal?: AbortSignal): Promise<void> {
-    const d = this.#byTier[spec.tier] as RuntimeDriver & {
-      settle?: (spec: InstanceSpec, signal?: AbortSignal) => Promise<void>;
-    };
-    await d.settle?.(spec, signal);
+    const d = this.#byTier[spec.tier];
+    if (settles(d)) await d.settle(spec, signal);
   }
 
   async stop(name: string, signal?: AbortSignal): Promise<void> {

@@ -16,8 +16,13 @@ import type { LlmProvider } from "../openclaw/config.ts";
  * - A driver keeps no state only in memory that it needs to find its instances again: a new
  *   driver object (a restarted control plane) sees, adopts and can stop what an earlier one
  *   started, and never starts a second copy.
- * - Secrets reach a driver only as arguments to start(); a driver never writes them to disk.
- * - Every long call takes an AbortSignal and stops waiting when it aborts.
+ * - Secrets reach a driver only as arguments to start(); a driver never writes them to disk (they
+ *   live in process memory or on a tmpfs, never in a file under the driver's own directories).
+ * - Every long call takes an AbortSignal and stops waiting when it aborts. A call given a signal
+ *   that has already aborted rejects promptly and leaves nothing running.
+ * - urlFor(spec) is where status() says a running instance listens: the two agree.
+ * - A gateway process that ends on its own (crashes, is killed) makes status() report `exited`
+ *   (not `running`, not `absent`); start() then brings it back.
  * - Failures throw ClawkeepError (usually code runtime_failed) with a message a human can act on.
  */
 export interface InstanceSpec {
@@ -103,4 +108,21 @@ export interface RuntimeDriver {
 
   /** The last lines the gateway printed, for failure reasons. Empty when there are none. */
   logTail(name: string, maxLines?: number): Promise<string>;
+}
+
+/**
+ * A driver role beside the contract (as cri-api splits its services): a driver whose start() may
+ * give a gateway more CPU than its plan's steady quota, so that it starts as fast as a bare
+ * process would, takes it back in settle() once the reconciler has seen the gateway ready.
+ * settle() is idempotent and does nothing for an instance that does not run. A driver without
+ * the role runs its gateways at one quota throughout.
+ */
+export interface Settles {
+  /** Takes the running instance back to its plan's steady CPU quota. */
+  settle(spec: InstanceSpec, signal?: AbortSignal): Promise<void>;
+}
+
+/** Whether the driver has the Settles role. */
+export function settles<D extends RuntimeDriver>(d: D): d is D & Settles {
+  return "settle" in d && typeof d.settle === "function";
 }

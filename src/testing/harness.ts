@@ -1,4 +1,5 @@
 import { createApi } from "../control/api.ts";
+import { instanceSpecs } from "../control/instance-spec.ts";
 import { Reconciler } from "../control/reconciler.ts";
 import { type EgressReader, TenantService } from "../control/tenants.ts";
 import { LocalKeyService } from "../kms/local.ts";
@@ -25,11 +26,14 @@ export function makeControlPlane(
   const driver = opts.driver ?? new FakeDriver();
   const kms = new LocalKeyService(Buffer.alloc(32, 3));
   const log = createLogger("silent");
+  const llm = { baseUrl: "http://127.0.0.1:9/v1", model: "m", apiKey: "k" };
+  const specs = instanceSpecs({ llm });
   const reconciler = new Reconciler({
     store,
     driver,
     kms,
-    llm: { baseUrl: "http://127.0.0.1:9/v1", model: "m", apiKey: "k" },
+    llm,
+    specs,
     startConcurrency: opts.startConcurrency ?? 1,
     startAttempts: opts.startAttempts ?? 2,
     readyTimeoutMs: opts.readyTimeoutMs ?? 3000,
@@ -44,6 +48,7 @@ export function makeControlPlane(
     kms,
     driver,
     reconciler,
+    specs,
     maxSlots: opts.maxSlots ?? 50,
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.egress ? { egress: () => opts.egress ?? null } : {}),
@@ -53,6 +58,7 @@ export function makeControlPlane(
     driver,
     kms,
     reconciler,
+    specs,
     tenants,
     publicApi: createApi({ mode: "public", tenants, log }),
     adminApi: createApi({ mode: "admin", tenants, log }),

@@ -368,6 +368,7 @@ export class ContainerDriver implements RuntimeDriver, Settles {
 
   async create(spec: InstanceSpec, signal?: AbortSignal): Promise<InstanceStatus> {
     const name = parseTenantName(spec.name);
+    signal?.throwIfAborted();
     await this.#prepare();
     const existing = await this.#record(name);
     if (existing && existing.slot !== spec.slot) {

@@ -72,8 +72,9 @@ export class FakeDriver implements RuntimeDriver {
     };
   }
 
-  async create(spec: InstanceSpec): Promise<InstanceStatus> {
+  async create(spec: InstanceSpec, signal?: AbortSignal): Promise<InstanceStatus> {
     parseTenantName(spec.name);
+    signal?.throwIfAborted();
     this.#record("create", spec.name);
     const i = this.instances.get(spec.name);
     if (i) i.spec = spec;
@@ -90,11 +91,12 @@ export class FakeDriver implements RuntimeDriver {
     return this.#status(spec.name);
   }
 
-  async start(spec: InstanceSpec, secrets: InstanceSecrets): Promise<InstanceStatus> {
+  async start(spec: InstanceSpec, secrets: InstanceSecrets, signal?: AbortSignal): Promise<InstanceStatus> {
     this.#record("start", spec.name);
     const i = this.instances.get(spec.name);
     if (!i) throw new ClawkeepError("runtime_failed", `instance ${spec.name} has not been created`);
     if (i.server) return this.#status(spec.name);
+    signal?.throwIfAborted();
     const server = createServer((req, res) => {
       const ready = !this.neverReady.has(spec.name);
       res.writeHead(req.url === "/readyz" ? (ready ? 200 : 503) : 200).end();
@@ -107,6 +109,12 @@ export class FakeDriver implements RuntimeDriver {
     i.everStarted = true;
     i.token = secrets.gatewayToken.reveal();
     return this.#status(spec.name);
+  }
+
+  /** The instance whose gateway has this (fake) pid, for tests that kill by pid. */
+  nameOfPid(pid: number): string | undefined {
+    for (const [name, i] of this.instances) if (i.server && i.pid === pid) return name;
+    return undefined;
   }
 
   /** Simulates the gateway process dying. */

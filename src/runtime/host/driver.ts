@@ -164,14 +164,15 @@ export class HostProcessDriver implements RuntimeDriver {
     await mkdir("/tmp/openclaw", { mode: 0o700 }).catch(() => {});
   }
 
-  async create(spec: InstanceSpec, _signal?: AbortSignal): Promise<InstanceStatus> {
+  async create(spec: InstanceSpec, signal_?: AbortSignal): Promise<InstanceStatus> {
     const name = parseTenantName(spec.name);
+    signal_?.throwIfAborted();
     await this.#prepareRoots();
     const uid = this.#uid(spec.slot);
     const port = this.#port(spec.slot);
     const dir = this.#dir(name);
     const p = this.#paths(name);
-    const opened = this.#o.volumes ? await this.#o.volumes.open(spec, uid, _signal) : dir;
+    const opened = this.#o.volumes ? await this.#o.volumes.open(spec, uid, signal_) : dir;
     if (opened !== dir)
       throw new ClawkeepError("runtime_failed", `volume of ${name} opened at ${opened}, expected ${dir}`);
     // Parents first; the tenant owns these directories, so nothing in them is followed.

@@ -41,7 +41,7 @@ import {
 } from "../linux/net/network.ts";
 import { renderOciSpec } from "../linux/oci/spec.ts";
 import { lockedBindOptions } from "../linux/volume/mounts.ts";
-import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver } from "../types.ts";
+import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver, Settles } from "../types.ts";
 import { cgroupVersion, TenantCgroup } from "./cgroups.ts";
 import { CONFINE_PATH, CONFINE_SCRIPT, confinedArgv } from "./confine.ts";
 import { applyPoolNetns, type BridgeMember, type NetworkMembers, renderPoolNetns } from "./network.ts";
@@ -231,7 +231,7 @@ async function tailNoFollow(path: string, maxLines: number): Promise<string> {
  * CPU), its own Landlock domain (binds only its own ports; no signals or abstract sockets
  * across), its own address (egress through the proxy is per tenant). See README.md.
  */
-export class PoolDriver implements RuntimeDriver {
+export class PoolDriver implements RuntimeDriver, Settles {
   readonly kind = "pool";
   readonly #o: PoolDriverOptions;
   #prepared = false;
@@ -718,6 +718,7 @@ export class PoolDriver implements RuntimeDriver {
 
   async create(spec: InstanceSpec, signal?: AbortSignal): Promise<InstanceStatus> {
     const name = parseTenantName(spec.name);
+    signal?.throwIfAborted();
     tenantAddress(this.#net(), spec.slot);
     return this.#serial(async () => {
       await this.#prepare();
