@@ -200,6 +200,21 @@ const json = <T extends z.ZodType>(schema: T, description: string) => ({
   content: { "application/json": { schema } },
 });
 
+/** A JSON request body of `schema`; with `required: false` a request may come without one. */
+const jsonBody = <T extends z.ZodType>(schema: T, required = true) => ({
+  required,
+  content: { "application/json": { schema } },
+});
+
+/** `{name}` in the path: the tenant a route is about. */
+const tenantParams = { params: z.object({ name: NameParam }) };
+
+/**
+ * What every route on one tenant that the tenant itself may call answers beside its own: 401 (no
+ * valid API token) and 404 (no such tenant, or not the caller's).
+ */
+const tenantErrors = { 401: errors[401], 404: errors[404] } as const;
+
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 export function createApi(opts: {
@@ -248,7 +263,7 @@ export function createApi(opts: {
       method: "post",
       path: "/v1/tenants",
       summary: "Sign up a tenant (7-day trial, no payment data)",
-      request: { body: { required: true, content: { "application/json": { schema: CreateTenant } } } },
+      request: { body: jsonBody(CreateTenant) },
       responses: {
         201: json(CreatedTenant, "created; tokens are shown only in this answer"),
         400: errors[400],
@@ -310,8 +325,8 @@ export function createApi(opts: {
       method: "get",
       path: "/v1/tenants/{name}",
       summary: "Get a tenant",
-      request: { params: z.object({ name: NameParam }) },
-      responses: { 200: json(Tenant, "the tenant"), 401: errors[401], 404: errors[404] },
+      request: tenantParams,
+      responses: { 200: json(Tenant, "the tenant"), ...tenantErrors },
     }),
     (c) => c.json(tenants.view(tenants.get(c.get("principal"), c.req.valid("param").name)), 200),
   );
@@ -321,8 +336,8 @@ export function createApi(opts: {
       method: "delete",
       path: "/v1/tenants/{name}",
       summary: "Delete a tenant: its gateway is stopped and all its data removed",
-      request: { params: z.object({ name: NameParam }) },
-      responses: { 202: json(Tenant, "deletion under way"), 401: errors[401], 404: errors[404] },
+      request: tenantParams,
+      responses: { 202: json(Tenant, "deletion under way"), ...tenantErrors },
     }),
     (c) => c.json(tenants.view(tenants.delete(c.get("principal"), c.req.valid("param").name)), 202),
   );
@@ -332,8 +347,8 @@ export function createApi(opts: {
       method: "get",
       path: "/v1/tenants/{name}/instance",
       summary: "Status of the tenant's gateway instance",
-      request: { params: z.object({ name: NameParam }) },
-      responses: { 200: json(Instance, "instance status"), 401: errors[401], 404: errors[404] },
+      request: tenantParams,
+      responses: { 200: json(Instance, "instance status"), ...tenantErrors },
     }),
     async (c) => c.json(await tenants.instance(c.get("principal"), c.req.valid("param").name), 200),
   );
@@ -371,14 +386,10 @@ export function createApi(opts: {
       path: "/v1/tenants/{name}/egress",
       summary: "The tenant's egress through the filtering proxy: counters and the latest connections",
       request: {
-        params: z.object({ name: NameParam }),
+        ...tenantParams,
         query: z.strictObject({ limit: z.coerce.number().int().min(1).max(1000).default(100) }),
       },
-      responses: {
-        200: json(EgressView, "egress counters and log"),
-        401: errors[401],
-        404: errors[404],
-      },
+      responses: { 200: json(EgressView, "egress counters and log"), ...tenantErrors },
     }),
     async (c) =>
       c.json(
@@ -392,12 +403,8 @@ export function createApi(opts: {
       method: "get",
       path: "/v1/tenants/{name}/events",
       summary: "What happened to the tenant, oldest first",
-      request: { params: z.object({ name: NameParam }) },
-      responses: {
-        200: json(z.object({ events: z.array(Event) }), "events"),
-        401: errors[401],
-        404: errors[404],
-      },
+      request: tenantParams,
+      responses: { 200: json(z.object({ events: z.array(Event) }), "events"), ...tenantErrors },
     }),
     (c) =>
       c.json(
@@ -415,12 +422,8 @@ export function createApi(opts: {
       method: "get",
       path: "/v1/tenants/{name}/tokens",
       summary: "The tenant's API tokens (never their values)",
-      request: { params: z.object({ name: NameParam }) },
-      responses: {
-        200: json(z.object({ tokens: z.array(Token) }), "tokens"),
-        401: errors[401],
-        404: errors[404],
-      },
+      request: tenantParams,
+      responses: { 200: json(z.object({ tokens: z.array(Token) }), "tokens"), ...tenantErrors },
     }),
     (c) =>
       c.json(
@@ -441,15 +444,8 @@ export function createApi(opts: {
       method: "post",
       path: "/v1/tenants/{name}/tokens",
       summary: "Create an API token; its value is shown once",
-      request: {
-        params: z.object({ name: NameParam }),
-        body: { required: false, content: { "application/json": { schema: CreateToken } } },
-      },
-      responses: {
-        201: json(z.object({ token: Token, value: z.string() }), "created"),
-        401: errors[401],
-        404: errors[404],
-      },
+      request: { ...tenantParams, body: jsonBody(CreateToken, false) },
+      responses: { 201: json(z.object({ token: Token, value: z.string() }), "created"), ...tenantErrors },
     }),
     (c) => {
       const { record, token } = tenants.createToken(
@@ -473,7 +469,7 @@ export function createApi(opts: {
       path: "/v1/tenants/{name}/tokens/{id}",
       summary: "Revoke an API token",
       request: { params: z.object({ name: NameParam, id: z.string().regex(/^tok_[0-9a-f]{12}$/) }) },
-      responses: { 204: { description: "revoked" }, 401: errors[401], 404: errors[404] },
+      responses: { 204: { description: "revoked" }, ...tenantErrors },
     }),
     (c) => {
       const { name, id } = c.req.valid("param");
@@ -524,8 +520,8 @@ function egressAllowRoutes(app: OpenAPIHono<Env>, mode: ApiMode, allow: EgressAl
       path: "/v1/tenants/{name}/egress/allow",
       summary:
         "What the tenant may reach through the egress proxy: defaults, operator's and its own additions",
-      request: { params: z.object({ name: NameParam }) },
-      responses: { 200: json(Allowlist, "the allowlist"), 401: errors[401], 404: errors[404] },
+      request: tenantParams,
+      responses: { 200: json(Allowlist, "the allowlist"), ...tenantErrors },
     }),
     (c) => c.json(allow.view(c.get("principal"), c.req.valid("param").name), 200),
   );
@@ -535,16 +531,8 @@ function egressAllowRoutes(app: OpenAPIHono<Env>, mode: ApiMode, allow: EgressAl
       path: "/v1/tenants/{name}/egress/allow",
       summary:
         "Replace the tenant's own additions (host names, *.domain.tld, IP literals); private and loopback answers stay refused",
-      request: {
-        params: z.object({ name: NameParam }),
-        body: { required: true, content: { "application/json": { schema: Hosts } } },
-      },
-      responses: {
-        200: json(Allowlist, "the new allowlist"),
-        400: errors[400],
-        401: errors[401],
-        404: errors[404],
-      },
+      request: { ...tenantParams, body: jsonBody(Hosts) },
+      responses: { 200: json(Allowlist, "the new allowlist"), 400: errors[400], ...tenantErrors },
     }),
     async (c) =>
       c.json(
@@ -570,7 +558,7 @@ function egressAllowRoutes(app: OpenAPIHono<Env>, mode: ApiMode, allow: EgressAl
       method: "put",
       path: "/v1/egress/allow",
       summary: "Replace the operator's additions for every tenant (operator only)",
-      request: { body: { required: true, content: { "application/json": { schema: Hosts } } } },
+      request: { body: jsonBody(Hosts) },
       responses: { 200: json(Operator, "the new allowlist"), 400: errors[400] },
     }),
     async (c) => c.json(await allow.setOperator(c.get("principal"), c.req.valid("json").hosts), 200),
@@ -604,21 +592,16 @@ function poolRoutes(app: OpenAPIHono<Env>, pools: PoolService): void {
       summary:
         "Move a Starter tenant to another pool with its data (operator only); its URL stays, it restarts in the new pool",
       request: {
-        body: {
-          required: true,
-          content: {
-            "application/json": {
-              schema: z.strictObject({
-                tenant: NameParam,
-                to: z
-                  .string()
-                  .regex(/^pool-[0-9]{1,5}$/)
-                  .optional()
-                  .openapi({ description: "the pool; default: wherever placement puts it" }),
-              }),
-            },
-          },
-        },
+        body: jsonBody(
+          z.strictObject({
+            tenant: NameParam,
+            to: z
+              .string()
+              .regex(/^pool-[0-9]{1,5}$/)
+              .optional()
+              .openapi({ description: "the pool; default: wherever placement puts it" }),
+          }),
+        ),
       },
       responses: {
         200: json(z.object({ tenant: z.string(), pool: z.string() }), "moved"),
@@ -652,7 +635,7 @@ function modelRoutes(app: OpenAPIHono<Env>, models: ModelService): void {
       method: "post",
       path: "/v1/models",
       summary: "Register a GGUF model after checking its file: header, size, SHA-256 (operator only)",
-      request: { body: { required: true, content: { "application/json": { schema: RegisterModel } } } },
+      request: { body: jsonBody(RegisterModel) },
       responses: {
         201: json(Model, "registered"),
         200: json(Model, "already registered with this file"),
@@ -712,7 +695,7 @@ function modelRoutes(app: OpenAPIHono<Env>, models: ModelService): void {
       summary: "Set or clear the default model of a plan with a local model (operator only)",
       request: {
         params: z.object({ tier: z.enum(TIERS).openapi({ param: { name: "tier", in: "path" } }) }),
-        body: { required: true, content: { "application/json": { schema: AssignModel } } },
+        body: jsonBody(AssignModel),
       },
       responses: {
         200: json(z.object({ tier: z.enum(TIERS), model: z.string().nullable() }), "the plan's default now"),
@@ -727,7 +710,7 @@ function modelRoutes(app: OpenAPIHono<Env>, models: ModelService): void {
       method: "get",
       path: "/v1/tenants/{name}/model",
       summary: "A tenant's own model and the one it is served by (operator only)",
-      request: { params: z.object({ name: NameParam }) },
+      request: tenantParams,
       responses: { 200: json(TenantModel, "the tenant's model"), 404: errors[404] },
     }),
     (c) => c.json(models.tenantModel(c.req.valid("param").name), 200),
@@ -737,10 +720,7 @@ function modelRoutes(app: OpenAPIHono<Env>, models: ModelService): void {
       method: "put",
       path: "/v1/tenants/{name}/model",
       summary: "Set or clear a tenant's own model; applies at its next start (operator only)",
-      request: {
-        params: z.object({ name: NameParam }),
-        body: { required: true, content: { "application/json": { schema: AssignModel } } },
-      },
+      request: { ...tenantParams, body: jsonBody(AssignModel) },
       responses: { 200: json(TenantModel, "the tenant's model now"), 400: errors[400], 404: errors[404] },
     }),
     (c) => c.json(models.setTenantModel(c.req.valid("param").name, c.req.valid("json").model), 200),
