@@ -24,13 +24,14 @@ import { execFile } from "../src/lib/exec.ts";
 import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
-import { ContainerDriver, detectOciRuntime } from "../src/runtime/container/driver.ts";
+import { ContainerDriver } from "../src/runtime/container/driver.ts";
 import {
   DEFAULT_NETWORK,
   type NetworkConfig,
   removeBridge,
   removeRuleset,
 } from "../src/runtime/linux/net/network.ts";
+import { detectOciRuntime } from "../src/runtime/linux/oci/runtime.ts";
 import { PoolDriver } from "../src/runtime/pool/driver.ts";
 import { NetworkMembers } from "../src/runtime/pool/network.ts";
 import { PlainPoolStorage } from "../src/runtime/pool/storage.ts";

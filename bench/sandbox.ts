@@ -31,13 +31,7 @@ import { pidsOfUid } from "../src/lib/procfs.ts";
 import { startEchoProvider } from "../src/llm/echo-provider.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
-import {
-  ContainerDriver,
-  CPU_PERIOD_US,
-  cpuQuota,
-  detectOciRuntime,
-  startCpuQuota,
-} from "../src/runtime/container/driver.ts";
+import { ContainerDriver, CPU_PERIOD_US, cpuQuota, startCpuQuota } from "../src/runtime/container/driver.ts";
 import { CpuGuard, cpuControllerRoot, parseCpuStat, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
 import { HostProcessDriver } from "../src/runtime/host/driver.ts";
 import {
@@ -46,6 +40,7 @@ import {
   removeBridge,
   removeRuleset,
 } from "../src/runtime/linux/net/network.ts";
+import { detectOciRuntime } from "../src/runtime/linux/oci/runtime.ts";
 import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec, RuntimeDriver } from "../src/runtime/types.ts";
 import { PlainVolumes } from "../src/runtime/volumes/plain.ts";

@@ -16,8 +16,9 @@ import { parseModelStatus } from "../src/llm/model-server/status.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts";
 import { driverConformance } from "../src/runtime/conformance.ts";
-import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "../src/runtime/container/driver.ts";
+import { ContainerDriver, containerCpuQuotas } from "../src/runtime/container/driver.ts";
 import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
+import type { EgressRegistry } from "../src/runtime/linux/net/egress.types.ts";
 import {
   applyRuleset,
   DEFAULT_NETWORK,
@@ -30,10 +31,10 @@ import {
   renderRuleset,
   tenantAddress,
 } from "../src/runtime/linux/net/network.ts";
+import { detectOciRuntime } from "../src/runtime/linux/oci/runtime.ts";
 import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
 import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
-import type { EgressRegistry } from "../src/runtime/linux/net/egress.types.ts";
 import { openDatabase } from "../src/store/db.ts";
 import { ModelStore } from "../src/store/models.ts";
 import { TenantStore } from "../src/store/tenants.ts";

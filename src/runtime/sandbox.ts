@@ -10,7 +10,7 @@ import type { PlatformUpstream } from "../egress/proxy.ts";
 import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
-import { ContainerDriver, containerCpuQuotas, detectOciRuntime } from "./container/driver.ts";
+import { ContainerDriver, containerCpuQuotas } from "./container/driver.ts";
 import {
   CpuGuard,
   type CpuGuardTarget,
@@ -28,6 +28,7 @@ import {
   removeBridge,
   removeRuleset,
 } from "./linux/net/network.ts";
+import { detectOciRuntime } from "./linux/oci/runtime.ts";
 import { LocalVolumes } from "./linux/volume/volume.ts";
 import { PoolDriver } from "./pool/driver.ts";
 import { EncryptedPoolStorage } from "./pool/storage.ts";

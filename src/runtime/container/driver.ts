@@ -1,24 +1,10 @@
-import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
-import {
-  chmod,
-  mkdir,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  rmdir,
-  stat,
-  symlink,
-  writeFile,
-} from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "pino";
 import { ClawkeepError } from "../../core/errors.ts";
 import { parseTenantName } from "../../core/tenant.ts";
-import { ExecError, execFile } from "../../lib/exec.ts";
 import { openAppendNoFollow, ownDir, writeFileNoFollow } from "../../lib/safefs.ts";
 import { tailFile } from "../../lib/tail.ts";
 import type { ModelServerError } from "../../llm/model-server/errors.ts";
@@ -49,12 +35,13 @@ import {
   type TenantNet,
   tenantAddress,
 } from "../linux/net/network.ts";
+import { writeRootfs } from "../linux/oci/rootfs.ts";
+import { type OciContainerState, OciRuntime, type OciRuntimeName } from "../linux/oci/runtime.ts";
+import { mountSecretsTmpfs, unmountSecretsTmpfs } from "../linux/oci/secrets.ts";
 import { renderOciSpec } from "../linux/oci/spec.ts";
 import { lockedBindOptions } from "../linux/volume/mounts.ts";
 import type { InstanceSecrets, InstanceSpec, InstanceStatus, RuntimeDriver, Settles } from "../types.ts";
 import type { TenantVolumes } from "../volumes/types.ts";
-
-export type OciRuntimeName = "runc" | "crun";
 
 /** CFS period of every tenant's CPU quota, in µs. */
 export const CPU_PERIOD_US = 100_000;
@@ -87,22 +74,6 @@ export function startCpuQuota(planCpus: number, hostCpus = availableParallelism(
  */
 export function containerCpuQuotas(planCpus: number, hostCpus = availableParallelism()): CpuQuotas {
   return { steady: cpuQuota(planCpus, hostCpus), demoted: startCpuQuota(planCpus, hostCpus) };
-}
-
-/** runc works on hybrid (v1) cgroups; crun needs a cgroup v2 host. Picks what this host can run. */
-export async function detectOciRuntime(): Promise<OciRuntimeName> {
-  const has = async (bin: string) =>
-    execFile([bin, "--version"])
-      .then(() => true)
-      .catch(() => false);
-  const fsType = (await execFile(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"]).catch(() => "")).trim();
-  if (fsType === "cgroup2fs" && (await has("crun"))) return "crun";
-  if (await has("runc")) return "runc";
-  if (await has("crun")) return "crun";
-  throw new ClawkeepError(
-    "runtime_unavailable",
-    "no OCI runtime: install runc (hybrid cgroups) or crun (cgroup v2)",
-  );
 }
 
 export interface ContainerDriverOptions {
@@ -182,6 +153,7 @@ export class ContainerDriver implements RuntimeDriver, Settles {
   readonly #o: ContainerDriverOptions;
   #prepared = false;
   readonly #members: NetworkMembers;
+  readonly #oci: OciRuntime;
   readonly #models = new Map<string, ModelServerProcess>();
   /** Why a tenant's model could not be used at its last create/start (cleared by a good start). */
   readonly #modelFailures = new Map<string, string>();
@@ -190,6 +162,7 @@ export class ContainerDriver implements RuntimeDriver, Settles {
 
   constructor(opts: ContainerDriverOptions) {
     this.#o = opts;
+    this.#oci = new OciRuntime(opts.oci, this.#runcRoot());
     this.#members = opts.members ?? new NetworkMembers(opts.network, opts.egress);
   }
 
@@ -221,31 +194,11 @@ export class ContainerDriver implements RuntimeDriver, Settles {
     return `http://${tenantAddress(this.#o.network, spec.slot)}:${this.#o.network.gatewayPort}`;
   }
 
-  async #oci(args: string[], opts: { signal?: AbortSignal } = {}): Promise<string> {
-    return execFile(
-      [this.#o.oci, "--root", this.#runcRoot(), ...args],
-      opts.signal ? { signal: opts.signal } : {},
-    );
-  }
-
   /** Mounts the secrets tmpfs and creates the bridge. Idempotent. */
   async #prepare(): Promise<void> {
     if (this.#prepared) return;
     const { secretsDir, containersDir } = this.#o;
-    await mkdir(secretsDir, { recursive: true, mode: 0o700 });
-    const mounts = await readFile("/proc/self/mountinfo", "utf8");
-    if (!mounts.split("\n").some((l) => l.split(" ")[4] === secretsDir)) {
-      await execFile([
-        "mount",
-        "-t",
-        "tmpfs",
-        "-o",
-        "mode=0700,size=64m,nosuid,nodev,noexec",
-        "clawkeep-secrets",
-        secretsDir,
-      ]);
-    }
-    await mkdir(join(secretsDir, "bundles"), { recursive: true, mode: 0o700 });
+    await mountSecretsTmpfs(secretsDir, { source: "clawkeep-secrets", sizeMiB: 64 });
     await mkdir(containersDir, { recursive: true, mode: 0o711 });
     await ensureBridge(this.#o.network);
     this.#prepared = true;
@@ -294,47 +247,14 @@ export class ContainerDriver implements RuntimeDriver, Settles {
     );
   }
 
-  async #writeRootfs(name: string): Promise<string> {
-    const rootfs = join(this.#dir(name), "rootfs");
-    const rt = this.#o.runtime.dir;
-    for (const d of [
-      "usr",
-      "etc/ssl",
-      "proc",
-      "dev",
-      "sys",
-      "tmp",
-      "run",
-      "models",
-      DATA.slice(1),
-      rt.slice(1),
-      APP_DIR.slice(1),
-    ]) {
-      await mkdir(join(rootfs, d), { recursive: true, mode: 0o755 });
-    }
-    // A file bind needs a file to mount on.
-    await writeFile(join(rootfs, MODEL_IN_CONTAINER.slice(1)), "", { flag: "a" });
-    // runc gives a tmpfs the mode of the directory it is mounted on.
-    await chmod(join(rootfs, "tmp"), 0o1777);
-    for (const [link, target] of [
-      ["bin", "usr/bin"],
-      ["lib", "usr/lib"],
-      ["lib64", "usr/lib64"],
-      ["sbin", "usr/sbin"],
-    ] as const) {
-      await symlink(target, join(rootfs, link)).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== "EEXIST") throw e;
-      });
-    }
-    await writeFile(
-      join(rootfs, "etc/passwd"),
-      `root:x:0:0:root:/root:/usr/sbin/nologin\nopenclaw:x:${CONTAINER_UID}:${CONTAINER_UID}:openclaw:${DATA}/home:/usr/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n`,
-    );
-    await writeFile(join(rootfs, "etc/group"), `root:x:0:\nopenclaw:x:${CONTAINER_UID}:\nnogroup:x:65534:\n`);
-    await writeFile(join(rootfs, "etc/hosts"), `127.0.0.1 localhost\n::1 localhost\n`);
-    await writeFile(join(rootfs, "etc/nsswitch.conf"), "passwd: files\ngroup: files\nhosts: files\n");
-    // No resolv.conf: tenants get no DNS; the egress proxy resolves names.
-    return rootfs;
+  /** The container's skeleton root: mount points for its binds, the gateway's user. */
+  #writeRootfs(name: string): Promise<string> {
+    return writeRootfs(join(this.#dir(name), "rootfs"), {
+      mountPoints: ["/models", DATA, this.#o.runtime.dir, APP_DIR],
+      users: [{ name: "openclaw", uid: CONTAINER_UID, gecos: "openclaw", home: `${DATA}/home` }],
+      // A file bind needs a file to mount on.
+      files: [{ path: MODEL_IN_CONTAINER, content: "", append: true }],
+    });
   }
 
   #paths(): InstancePaths {
@@ -444,15 +364,7 @@ export class ContainerDriver implements RuntimeDriver, Settles {
       port: LOCAL_MODEL_PORT,
       threads: Math.max(1, Math.floor(cpuQuota(spec.plan.cpus))),
       nodePath: "/usr/bin/node",
-      wrap: [
-        this.#o.oci,
-        "--root",
-        this.#runcRoot(),
-        "exec",
-        "--user",
-        `${CONTAINER_UID}:${CONTAINER_UID}`,
-        this.#id(name),
-      ],
+      wrap: this.#oci.argv(["exec", "--user", `${CONTAINER_UID}:${CONTAINER_UID}`, this.#id(name)]),
       env: { PATH: "/usr/bin:/bin", HOME: "/tmp", TMPDIR: "/tmp", NODE_ENV: "production" },
       output: "ignore",
       ...(this.#o.modelServer?.maxTokens ? { maxTokens: this.#o.modelServer.maxTokens } : {}),
@@ -496,27 +408,8 @@ export class ContainerDriver implements RuntimeDriver, Settles {
   }
 
   /** The OCI runtime's view: absent, created, running or stopped. */
-  async #state(name: string): Promise<{
-    state: "absent" | "created" | "running" | "stopped";
-    pid: number | null;
-    created: string | null;
-  }> {
-    try {
-      const s = JSON.parse(await this.#oci(["state", this.#id(name)])) as {
-        status: string;
-        pid: number;
-        created: string;
-      };
-      const st = s.status === "running" || s.status === "created" ? s.status : "stopped";
-      return { state: st, pid: s.pid || null, created: s.created ?? null };
-    } catch (err) {
-      if (err instanceof ExecError && /does not exist|not exist/.test(err.stderr + err.stdout)) {
-        return { state: "absent", pid: null, created: null };
-      }
-      if (err instanceof ExecError && !existsSync(this.#runcRoot()))
-        return { state: "absent", pid: null, created: null };
-      throw err;
-    }
+  #state(name: string): Promise<OciContainerState> {
+    return this.#oci.state(this.#id(name));
   }
 
   async start(spec: InstanceSpec, secrets: InstanceSecrets, signal?: AbortSignal): Promise<InstanceStatus> {
@@ -536,7 +429,7 @@ export class ContainerDriver implements RuntimeDriver, Settles {
       }
       return this.status(name);
     }
-    if (cur.state !== "absent") await this.#oci(["delete", "--force", this.#id(name)]).catch(() => {});
+    if (cur.state !== "absent") await this.#oci.remove(this.#id(name));
     signal?.throwIfAborted();
 
     const owner = rec.idMapBase + CONTAINER_UID;
@@ -597,36 +490,19 @@ export class ContainerDriver implements RuntimeDriver, Settles {
     if (st && st.size > 5 * 1024 * 1024) await rename(logPath, `${logPath}.1`);
     const out = await openAppendNoFollow(logPath);
     const id = this.#id(name);
+    let pid: number;
     try {
       await out.write(`--- clawkeep: creating container ${id} at ${new Date().toISOString()}\n`);
-      await new Promise<void>((resolve, reject) => {
-        const child = spawn(
-          this.#o.oci,
-          ["--root", this.#runcRoot(), "create", "--bundle", bundle, "--pid-file", join(bundle, "pid"), id],
-          { stdio: ["ignore", out.fd, out.fd] },
-        );
-        child.once("error", reject);
-        child.once("exit", (code) =>
-          code === 0
-            ? resolve()
-            : reject(
-                new ClawkeepError(
-                  "runtime_failed",
-                  `${this.#o.oci} create ${id} exited with ${code}; see ${logPath}`,
-                ),
-              ),
-        );
-      });
+      pid = await this.#oci.create(id, bundle, { fd: out.fd, logPath });
     } finally {
       await out.close();
     }
     try {
-      const pid = Number((await readFile(join(bundle, "pid"), "utf8")).trim());
       await attachTenant(this.#o.network, rec.slot, pid);
       await this.#syncNetwork(rec);
-      await this.#oci(["start", id], signal ? { signal } : {});
+      await this.#oci.start(id, signal);
     } catch (err) {
-      await this.#oci(["delete", "--force", id]).catch(() => {});
+      await this.#oci.remove(id);
       await detachTenant(rec.slot);
       throw err;
     }
@@ -642,10 +518,11 @@ export class ContainerDriver implements RuntimeDriver, Settles {
   async settle(spec: InstanceSpec, signal?: AbortSignal): Promise<void> {
     const name = parseTenantName(spec.name);
     if ((await this.#state(name)).state !== "running") return;
-    const quota = Math.round(cpuQuota(spec.plan.cpus) * CPU_PERIOD_US);
-    await this.#oci(
-      ["update", "--cpu-period", String(CPU_PERIOD_US), "--cpu-quota", String(quota), this.#id(name)],
-      signal ? { signal } : {},
+    await this.#oci.updateCpu(
+      this.#id(name),
+      CPU_PERIOD_US,
+      cpuQuota(spec.plan.cpus) * CPU_PERIOD_US,
+      signal,
     );
   }
 
@@ -656,18 +533,7 @@ export class ContainerDriver implements RuntimeDriver, Settles {
     await this.#models.get(name)?.stop();
     this.#models.delete(name);
     this.#modelPaths.delete(name);
-    const cur = await this.#state(name);
-    if (cur.state === "running") {
-      await this.#oci(["kill", id, "TERM"]).catch(() => {});
-      const deadline = Date.now() + (this.#o.stopGraceMs ?? 20_000);
-      while ((await this.#state(name)).state === "running" && Date.now() < deadline && !signal?.aborted) {
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-    if (cur.state !== "absent") {
-      await this.#oci(["kill", "--all", id, "KILL"]).catch(() => {});
-      await this.#oci(["delete", "--force", id]).catch(() => {});
-    }
+    await this.#oci.stop(id, { graceMs: this.#o.stopGraceMs ?? 20_000, ...(signal ? { signal } : {}) });
     if (rec) {
       await detachTenant(rec.slot);
       await this.#syncNetwork(undefined, name);
@@ -741,9 +607,9 @@ export class ContainerDriver implements RuntimeDriver, Settles {
     argv: string[],
     opts: { user?: string; signal?: AbortSignal } = {},
   ): Promise<string> {
-    return this.#oci(
+    return this.#oci.run(
       ["exec", "--user", opts.user ?? `${CONTAINER_UID}:${CONTAINER_UID}`, this.#id(name), ...argv],
-      opts,
+      opts.signal,
     );
   }
 
@@ -760,10 +626,7 @@ export class ContainerDriver implements RuntimeDriver, Settles {
     for (const controller of await readdir("/sys/fs/cgroup").catch(() => [] as string[])) {
       await rmdir(join("/sys/fs/cgroup", controller, this.#o.cgroupParent)).catch(() => {});
     }
-    const mounts = await readFile("/proc/self/mountinfo", "utf8");
-    if (mounts.split("\n").some((l) => l.split(" ")[4] === this.#o.secretsDir)) {
-      await execFile(["umount", this.#o.secretsDir]).catch(() => {});
-    }
+    await unmountSecretsTmpfs(this.#o.secretsDir);
     this.#prepared = false;
   }
 }

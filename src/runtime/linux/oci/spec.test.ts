@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { cpuQuota } from "../../container/driver.ts";
-import { DENIED_SYSCALLS, renderOciSpec } from "./spec.ts";
+import { type OciSpec, renderOciSpec } from "./spec.ts";
 
 const base = {
   hostname: "ck-a",
@@ -42,16 +41,78 @@ test("the sandbox: read-only root, no capabilities, no_new_privs, own namespaces
   assert.ok(s.mounts.find((m) => m.destination === "/data")!.options.includes("nosuid"));
 });
 
-test("seccomp refuses at least mount, unshare, setns, keyctl, bpf, ptrace, and namespace flags to clone", () => {
-  for (const n of ["mount", "unshare", "setns", "keyctl", "bpf", "ptrace"])
-    assert.ok(DENIED_SYSCALLS.includes(n), n);
+const EPERM = 1;
+const ENOSYS = 38;
+
+/** The errno the rendered spec's seccomp gives `name` whatever its arguments; undefined: no such rule. */
+function unconditionalErrno(spec: OciSpec, name: string): number | undefined {
+  const rule = spec.linux.seccomp.syscalls.find(
+    (r) => r.names.includes(name) && r.action === "SCMP_ACT_ERRNO" && !r.args?.length,
+  );
+  return rule?.errnoRet;
+}
+
+/** Written down here, not taken from spec.ts: what the sandbox must refuse with EPERM. */
+const MUST_DENY = [
+  "mount",
+  "umount2",
+  "pivot_root",
+  "unshare",
+  "setns",
+  "keyctl",
+  "add_key",
+  "request_key",
+  "bpf",
+  "ptrace",
+  "process_vm_readv",
+  "process_vm_writev",
+  "perf_event_open",
+  "userfaultfd",
+  "kexec_load",
+  "init_module",
+  "finit_module",
+  "delete_module",
+  "open_by_handle_at",
+];
+
+test("the rendered spec's seccomp: default allow, x86 architectures, every denied syscall refused with EPERM", () => {
   const s = renderOciSpec(base);
   assert.equal(s.linux.seccomp.defaultAction, "SCMP_ACT_ALLOW");
-  const clone = s.linux.seccomp.syscalls.filter((r) => r.names.includes("clone"));
-  assert.ok(
-    clone.some((r) => r.args?.[0]?.value === 0x10000000),
-    "CLONE_NEWUSER refused",
-  );
+  assert.deepEqual([...s.linux.seccomp.architectures].sort(), [
+    "SCMP_ARCH_X32",
+    "SCMP_ARCH_X86",
+    "SCMP_ARCH_X86_64",
+  ]);
+  for (const n of MUST_DENY) assert.equal(unconditionalErrno(s, n), EPERM, `${n} is not refused with EPERM`);
+  // clone3 and io_uring: ENOSYS, so libc falls back to clone (whose flags seccomp can read).
+  for (const n of ["clone3", "io_uring_setup", "io_uring_enter", "io_uring_register"])
+    assert.equal(unconditionalErrno(s, n), ENOSYS, n);
+  // Every namespace flag to clone is refused; clone itself is not.
+  const clone = s.linux.seccomp.syscalls.filter((r) => r.names.includes("clone") && r.args?.length);
+  for (const flag of [0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000]) {
+    assert.ok(
+      clone.some(
+        (r) =>
+          r.action === "SCMP_ACT_ERRNO" &&
+          r.errnoRet === EPERM &&
+          r.args?.some(
+            (a) => a.index === 0 && a.value === flag && a.valueTwo === flag && a.op === "SCMP_CMP_MASKED_EQ",
+          ),
+      ),
+      `clone with flag 0x${flag.toString(16)} is not refused`,
+    );
+  }
+});
+
+test("control: what a gateway needs is not denied, and a spec without the ptrace rule fails the check", () => {
+  const s = renderOciSpec(base);
+  for (const n of ["read", "write", "openat", "socket", "connect", "clone", "execve", "futex"])
+    assert.equal(unconditionalErrno(s, n), undefined, `${n} must stay allowed`);
+  // The check reads the rendered rules: take ptrace out of them and it is no longer refused.
+  const without = structuredClone(s);
+  for (const r of without.linux.seccomp.syscalls) r.names = r.names.filter((n) => n !== "ptrace");
+  assert.equal(unconditionalErrno(without, "ptrace"), undefined);
+  assert.equal(unconditionalErrno(without, "mount"), EPERM);
 });
 
 test("bad paths, hostnames and environment names are refused before anything is written", () => {
@@ -62,10 +123,4 @@ test("bad paths, hostnames and environment names are refused before anything is 
   );
   assert.throws(() => renderOciSpec({ ...base, hostname: "Bad_Host" }), /hostname/);
   assert.throws(() => renderOciSpec({ ...base, env: { "A=B": "x" } }), /environment name/);
-});
-
-test("a tenant's CPU quota never takes every core of the host", () => {
-  assert.equal(cpuQuota(2, 2), 1);
-  assert.equal(cpuQuota(2, 8), 2);
-  assert.equal(cpuQuota(4, 1), 0.5);
 });
