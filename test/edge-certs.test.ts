@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { chmod, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, test } from "node:test";
-import { ensureLocalCertificate } from "../src/edge/certs.ts";
+import { after, type TestContext, test } from "node:test";
+import { certificateArgv, ensureLocalCertificate } from "../src/edge/certs.ts";
 import { execFile } from "../src/lib/exec.ts";
 
 /* The edge's local CA and wildcard certificate, made and checked with the real openssl CLI. */
@@ -18,13 +18,17 @@ async function tmp(): Promise<string> {
   return join(d, "certs");
 }
 
+/** True, with the test skipped and told why, when the openssl CLI is not installed. */
+async function opensslMissing(t: TestContext): Promise<boolean> {
+  if (await execFile(["openssl", "version"]).catch(() => null)) return false;
+  t.skip("openssl is missing: install it (scripts/deps.sh)");
+  return true;
+}
+
 const text = (f: string, ...args: string[]) => execFile(["openssl", "x509", "-in", f, "-noout", ...args]);
 
 test("makes a name-constrained CA and a wildcard certificate it signed; keys 0600, directory 0700", async (t) => {
-  if (!(await execFile(["openssl", "version"]).catch(() => null))) {
-    t.skip("openssl is missing: install it (scripts/deps.sh)");
-    return;
-  }
+  if (await opensslMissing(t)) return;
   const dir = await tmp();
   const c = await ensureLocalCertificate({ dir, domain: "claw.test" });
   assert.equal(c.made, "ca+leaf");
@@ -38,26 +42,15 @@ test("makes a name-constrained CA and a wildcard certificate it signed; keys 060
   const other = join(dir, "..", "other.crt");
   await writeFile(
     other,
-    await execFile([
-      "openssl",
-      "req",
-      "-x509",
-      "-new",
-      "-config",
-      "/dev/null",
-      "-key",
-      c.keyFile,
-      "-CA",
-      c.caFile,
-      "-CAkey",
-      join(dir, "ca.key"),
-      "-subj",
-      "/CN=bank.example",
-      "-addext",
-      "subjectAltName=DNS:bank.example",
-      "-days",
-      "1",
-    ]),
+    await execFile(
+      certificateArgv("openssl", {
+        key: c.keyFile,
+        ca: { cert: c.caFile, key: join(dir, "ca.key") },
+        subject: "/CN=bank.example",
+        days: 1,
+        extensions: ["subjectAltName=DNS:bank.example"],
+      }),
+    ),
   );
   await assert.rejects(
     execFile(["openssl", "verify", "-CAfile", c.caFile, other]),
@@ -66,10 +59,7 @@ test("makes a name-constrained CA and a wildcard certificate it signed; keys 060
 });
 
 test("reuses valid files, renews a leaf that no longer matches, and a CA for another domain", async (t) => {
-  if (!(await execFile(["openssl", "version"]).catch(() => null))) {
-    t.skip("openssl is missing: install it (scripts/deps.sh)");
-    return;
-  }
+  if (await opensslMissing(t)) return;
   const dir = await tmp();
   const first = await ensureLocalCertificate({ dir, domain: "claw.test" });
   const serial = await text(first.certFile, "-serial");

@@ -64,35 +64,55 @@ async function validFor(
   );
 }
 
-async function caUsable(
+/**
+ * True when `<name>.crt` and `<name>.key` exist in `dir`, the certificate stays valid for `seconds`
+ * more, passes `fits` (what ties it to the domain), and the key belongs to it.
+ */
+async function usable(
   openssl: string,
   dir: string,
-  domain: string,
+  name: string,
+  seconds: number,
+  fits: (crt: string) => Promise<boolean>,
   signal?: AbortSignal,
 ): Promise<boolean> {
-  const crt = join(dir, "ca.crt");
-  const key = join(dir, "ca.key");
+  const crt = join(dir, `${name}.crt`);
+  const key = join(dir, `${name}.key`);
   if (!(await exists(crt)) || !(await exists(key))) return false;
-  if (!(await validFor(openssl, crt, LEAF_DAYS * 24 * 3600, signal))) return false;
-  const nc = await ok([openssl, "x509", "-in", crt, "-noout", "-ext", "nameConstraints"], signal);
-  if (!nc || !new RegExp(`DNS:${domain.replace(/\./g, "\\.")}\\s*$`, "m").test(nc)) return false;
+  if (!(await validFor(openssl, crt, seconds, signal))) return false;
+  if (!(await fits(crt))) return false;
   return keyMatches(openssl, crt, key, signal);
 }
 
-async function leafUsable(
-  openssl: string,
-  dir: string,
-  domain: string,
-  signal?: AbortSignal,
-): Promise<boolean> {
-  const crt = join(dir, "edge.crt");
-  const key = join(dir, "edge.key");
-  if (!(await exists(crt)) || !(await exists(key))) return false;
-  if (!(await validFor(openssl, crt, RENEW_BEFORE_SECONDS, signal))) return false;
-  const san = await ok([openssl, "x509", "-in", crt, "-noout", "-ext", "subjectAltName"], signal);
-  if (!san?.includes(`DNS:*.${domain}`)) return false;
-  if ((await ok([openssl, "verify", "-CAfile", join(dir, "ca.crt"), crt], signal)) === null) return false;
-  return keyMatches(openssl, crt, key, signal);
+/** The CA: valid as long as a leaf it signs, and constrained to `domain`. */
+function caUsable(openssl: string, dir: string, domain: string, signal?: AbortSignal): Promise<boolean> {
+  return usable(
+    openssl,
+    dir,
+    "ca",
+    LEAF_DAYS * 24 * 3600,
+    async (crt) => {
+      const nc = await ok([openssl, "x509", "-in", crt, "-noout", "-ext", "nameConstraints"], signal);
+      return nc !== null && new RegExp(`DNS:${domain.replace(/\./g, "\\.")}\\s*$`, "m").test(nc);
+    },
+    signal,
+  );
+}
+
+/** The leaf: not due for renewal, for `*.<domain>`, and signed by the CA in `dir`. */
+function leafUsable(openssl: string, dir: string, domain: string, signal?: AbortSignal): Promise<boolean> {
+  return usable(
+    openssl,
+    dir,
+    "edge",
+    RENEW_BEFORE_SECONDS,
+    async (crt) => {
+      const san = await ok([openssl, "x509", "-in", crt, "-noout", "-ext", "subjectAltName"], signal);
+      if (!san?.includes(`DNS:*.${domain}`)) return false;
+      return (await ok([openssl, "verify", "-CAfile", join(dir, "ca.crt"), crt], signal)) !== null;
+    },
+    signal,
+  );
 }
 
 async function newKey(openssl: string, path: string, signal?: AbortSignal): Promise<void> {
@@ -103,6 +123,57 @@ async function newKey(openssl: string, path: string, signal?: AbortSignal): Prom
     },
   );
   await writePrivate(path, pem, 0o600);
+}
+
+/** A certificate for `key`, signed by `ca` or, without one, by itself. */
+export interface CertificateRequest {
+  key: string;
+  /** The subject, as openssl's `-subj` reads it ("/O=.../CN=..."). */
+  subject: string;
+  days: number;
+  /** X.509v3 extensions, each passed as one `-addext` (e.g. "keyUsage=critical,digitalSignature"). */
+  extensions: readonly string[];
+  ca?: { cert: string; key: string };
+}
+
+/** The openssl argv that prints the certificate `req` asks for as PEM; it reads no config file. */
+export function certificateArgv(openssl: string, req: CertificateRequest): string[] {
+  return [
+    openssl,
+    "req",
+    "-x509",
+    "-new",
+    "-config",
+    "/dev/null",
+    "-key",
+    req.key,
+    ...(req.ca ? ["-CA", req.ca.cert, "-CAkey", req.ca.key] : []),
+    "-subj",
+    req.subject,
+    "-days",
+    String(req.days),
+    ...req.extensions.flatMap((ext) => ["-addext", ext]),
+  ];
+}
+
+/**
+ * Makes `<name>.key` (0600) and `<name>.crt` in `dir`: a new key and its certificate, each written
+ * beside its place and renamed into it, the key first.
+ */
+async function issue(
+  openssl: string,
+  dir: string,
+  name: string,
+  req: Omit<CertificateRequest, "key">,
+  signal?: AbortSignal,
+): Promise<void> {
+  const key = join(dir, `${name}.key.new`);
+  const crt = join(dir, `${name}.crt.new`);
+  await newKey(openssl, key, signal);
+  const pem = await execFile(certificateArgv(openssl, { ...req, key }), signal ? { signal } : {});
+  await writeFile(crt, pem, { mode: 0o644 });
+  await rename(key, join(dir, `${name}.key`));
+  await rename(crt, join(dir, `${name}.crt`));
 }
 
 /**
@@ -119,7 +190,6 @@ export async function ensureLocalCertificate(opts: {
   const domain = parseDomain(opts.domain);
   const openssl = opts.openssl ?? "openssl";
   const signal = opts.signal;
-  const sig = signal ? { signal } : {};
   const out = {
     certFile: join(dir, "edge.crt"),
     keyFile: join(dir, "edge.key"),
@@ -130,71 +200,42 @@ export async function ensureLocalCertificate(opts: {
   try {
     let made: LocalCertificate["made"] = "none";
     if (!(await caUsable(openssl, dir, domain, signal))) {
-      await newKey(openssl, join(dir, "ca.key.new"), signal);
-      const ca = await execFile(
-        [
-          openssl,
-          "req",
-          "-x509",
-          "-new",
-          "-config",
-          "/dev/null",
-          "-key",
-          join(dir, "ca.key.new"),
-          "-subj",
-          `/O=clawkeep/CN=clawkeep local CA for ${domain}`,
-          "-days",
-          String(CA_DAYS),
-          "-addext",
-          "basicConstraints=critical,CA:TRUE,pathlen:0",
-          "-addext",
-          "keyUsage=critical,keyCertSign,cRLSign",
-          "-addext",
-          `nameConstraints=critical,permitted;DNS:${domain}`,
-          "-addext",
-          "subjectKeyIdentifier=hash",
-        ],
-        sig,
+      await issue(
+        openssl,
+        dir,
+        "ca",
+        {
+          subject: `/O=clawkeep/CN=clawkeep local CA for ${domain}`,
+          days: CA_DAYS,
+          extensions: [
+            "basicConstraints=critical,CA:TRUE,pathlen:0",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            `nameConstraints=critical,permitted;DNS:${domain}`,
+            "subjectKeyIdentifier=hash",
+          ],
+        },
+        signal,
       );
-      await writeFile(join(dir, "ca.crt.new"), ca, { mode: 0o644 });
-      await rename(join(dir, "ca.key.new"), join(dir, "ca.key"));
-      await rename(join(dir, "ca.crt.new"), join(dir, "ca.crt"));
       made = "ca+leaf";
     }
     if (made !== "none" || !(await leafUsable(openssl, dir, domain, signal))) {
-      await newKey(openssl, join(dir, "edge.key.new"), signal);
-      const leaf = await execFile(
-        [
-          openssl,
-          "req",
-          "-x509",
-          "-new",
-          "-config",
-          "/dev/null",
-          "-key",
-          join(dir, "edge.key.new"),
-          "-CA",
-          join(dir, "ca.crt"),
-          "-CAkey",
-          join(dir, "ca.key"),
-          "-subj",
-          `/CN=*.${domain}`,
-          "-days",
-          String(LEAF_DAYS),
-          "-addext",
-          `subjectAltName=DNS:*.${domain},DNS:${domain}`,
-          "-addext",
-          "basicConstraints=critical,CA:FALSE",
-          "-addext",
-          "keyUsage=critical,digitalSignature",
-          "-addext",
-          "extendedKeyUsage=serverAuth",
-        ],
-        sig,
+      await issue(
+        openssl,
+        dir,
+        "edge",
+        {
+          ca: { cert: join(dir, "ca.crt"), key: join(dir, "ca.key") },
+          subject: `/CN=*.${domain}`,
+          days: LEAF_DAYS,
+          extensions: [
+            `subjectAltName=DNS:*.${domain},DNS:${domain}`,
+            "basicConstraints=critical,CA:FALSE",
+            "keyUsage=critical,digitalSignature",
+            "extendedKeyUsage=serverAuth",
+          ],
+        },
+        signal,
       );
-      await writeFile(join(dir, "edge.crt.new"), leaf, { mode: 0o644 });
-      await rename(join(dir, "edge.key.new"), out.keyFile);
-      await rename(join(dir, "edge.crt.new"), out.certFile);
       if (made === "none") made = "leaf";
     }
     // Repair modes a copy or an older run may have left looser.
