@@ -1,47 +1,40 @@
-import { request } from "node:http";
 import { ClawkeepError, type ErrorCode } from "../core/errors.ts";
+import { isServiceError } from "../service/errors.ts";
+import { errorOf, SocketClient } from "../service/socket-client.ts";
 
-/** Talks to the operator API on its unix socket. */
+/** Talks to the operator API on its unix socket (through the service kit's SocketClient). */
 export class AdminClient {
-  constructor(readonly socketPath: string) {}
+  readonly #client: SocketClient;
 
-  call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const payload = body === undefined ? undefined : JSON.stringify(body);
-      const req = request(
-        {
-          socketPath: this.socketPath,
-          path,
-          method,
-          headers: payload
-            ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }
-            : {},
-        },
-        (res) => {
-          let data = "";
-          res.setEncoding("utf8");
-          res.on("data", (d: string) => {
-            data += d;
-          });
-          res.on("end", () => {
-            const parsed = data ? (JSON.parse(data) as unknown) : null;
-            if ((res.statusCode ?? 500) >= 400) {
-              const e = (parsed as { error?: { code: ErrorCode; message: string } } | null)?.error;
-              reject(new ClawkeepError(e?.code ?? "internal", e?.message ?? `HTTP ${res.statusCode}`));
-            } else resolve(parsed as T);
-          });
-        },
+  constructor(readonly socketPath: string) {
+    this.#client = new SocketClient({ service: "clawkeep", socketPath });
+  }
+
+  /** Resolves with the answer's JSON (null when empty); rejects with ClawkeepError in the operator's words. */
+  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    let reply: Awaited<ReturnType<SocketClient["request"]>>;
+    try {
+      reply = await this.#client.request({ method, path, ...(body === undefined ? {} : { json: body }) });
+    } catch (err) {
+      if (!isServiceError(err)) throw err;
+      const cause = (err.cause as Error | undefined) ?? err;
+      const why =
+        err.reason === "not_running"
+          ? `clawkeep is not running (no admin socket at ${this.socketPath}); start it with 'npm start'`
+          : err.reason === "permission_denied"
+            ? `permission denied on ${this.socketPath}: the admin API is for root (the operator) only`
+            : cause.message;
+      throw new ClawkeepError("runtime_unavailable", why, { cause });
+    }
+    const text = reply.body.toString("utf8");
+    const parsed = text ? (JSON.parse(text) as unknown) : null;
+    if (reply.status >= 400) {
+      const e = errorOf(reply);
+      throw new ClawkeepError(
+        (e?.code as ErrorCode | undefined) ?? "internal",
+        typeof e?.message === "string" ? e.message : `HTTP ${reply.status}`,
       );
-      req.on("error", (err: NodeJS.ErrnoException) => {
-        const why =
-          err.code === "ENOENT" || err.code === "ECONNREFUSED"
-            ? `clawkeep is not running (no admin socket at ${this.socketPath}); start it with 'npm start'`
-            : err.code === "EACCES"
-              ? `permission denied on ${this.socketPath}: the admin API is for root (the operator) only`
-              : err.message;
-        reject(new ClawkeepError("runtime_unavailable", why, { cause: err }));
-      });
-      req.end(payload);
-    });
+    }
+    return parsed as T;
   }
 }

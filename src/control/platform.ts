@@ -1,6 +1,5 @@
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
-import { dirname } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import type { Settings } from "../config/settings.ts";
 import { planFor } from "../core/plans.ts";
@@ -19,6 +18,7 @@ import { edgeAddress } from "../runtime/linux/net/network.ts";
 import type { PoolDriver } from "../runtime/pool/driver.ts";
 import { buildSandboxDrivers } from "../runtime/sandbox.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
+import { serveSocket } from "../service/socket-server.ts";
 import { openDatabase } from "../store/db.ts";
 import { EgressAllowStore } from "../store/egress.ts";
 import { ModelStore } from "../store/models.ts";
@@ -54,11 +54,10 @@ export interface Platform {
   close(opts?: { stopGateways?: boolean; teardown?: boolean }): Promise<void>;
 }
 
-function listen(server: Server, target: { port: number; host: string } | string): Promise<void> {
+function listen(server: Server, target: { port: number; host: string }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    if (typeof target === "string") server.listen(target, () => resolve());
-    else server.listen(target.port, target.host, () => resolve());
+    server.listen(target.port, target.host, () => resolve());
   });
 }
 
@@ -262,22 +261,16 @@ export async function startPlatform(
     const addr = publicServer.address();
     const apiUrl = `http://${settings.api.host}:${typeof addr === "object" && addr ? addr.port : settings.api.port}`;
 
-    await mkdir(dirname(settings.adminSocket), { recursive: true, mode: 0o700 });
-    await rm(settings.adminSocket, { force: true });
-    const adminServer = createServer(
-      getRequestListener(
+    // The operator API: 0600 socket in a 0700 directory (the service kit).
+    const adminServer = await serveSocket({
+      service: "the operator API",
+      socket: settings.adminSocket,
+      handler: getRequestListener(
         createApi({ mode: "admin", tenants, models, pools: poolService, egressAllow, log }).fetch,
       ),
-    );
-    const oldMask = process.umask(0o177);
-    try {
-      await listen(adminServer, settings.adminSocket);
-    } finally {
-      process.umask(oldMask);
-    }
-    await chmod(settings.adminSocket, 0o600);
-    cleanups.push(() => closeServer(adminServer));
-    cleanups.push(() => rm(settings.adminSocket, { force: true }));
+      drainMs: 0,
+    });
+    cleanups.push(() => adminServer.close());
 
     if (settings.edge.enabled) {
       edge = new Edge({

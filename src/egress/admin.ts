@@ -1,16 +1,18 @@
-import { chmod, lstat, mkdir, rm } from "node:fs/promises";
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http";
-import { dirname } from "node:path";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { ClawkeepError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
+import { isServiceError } from "../service/errors.ts";
+import { errorOf, SocketClient } from "../service/socket-client.ts";
+import { readBody, sendError as sendErrorBody, sendJson, serveSocket } from "../service/socket-server.ts";
 import { EgressError } from "./errors.ts";
 import type { ConnectionLogEntry, TenantCounters } from "./journal.ts";
 import type { CompiledPolicy, EgressPolicy } from "./policy.ts";
-import type { EgressProxy, ProxyCounters } from "./proxy.ts";
+import type { EgressProxy, ProxyCounters } from "./types.ts";
 
 /**
  * The egress proxy's admin API: JSON over HTTP on a unix socket of mode 0600 (the socket's
  * permissions are the authentication; it is never on TCP). The control plane uses it to replace
- * the policy at runtime and to read counters and logs.
+ * the policy at runtime and to read counters and logs. Served and called through the service kit
+ * (src/service/); the proxy comes in as an argument (main.ts wires the two).
  *
  *   GET  /v1/health                       {ok, url, tenants, logFailure?}; ok is false while the log fails
  *   GET  /v1/policy                       the policy in force, defaults filled in
@@ -29,27 +31,21 @@ export interface AdminServer {
 
 const BODY_LIMIT = 4 * 1024 * 1024;
 
-function send(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text) });
-  res.end(text);
-}
+const send = sendJson;
 
 function sendError(res: ServerResponse, status: number, code: ErrorCode, message: string): void {
-  send(res, status, { error: { code, message, retryable: ERROR_CODES[code].retryable } });
+  sendErrorBody(res, status, { code, message, retryable: ERROR_CODES[code].retryable });
 }
 
 async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > BODY_LIMIT)
-      throw new EgressError("invalid_request", `request body is larger than ${BODY_LIMIT} bytes`);
-    chunks.push(chunk as Buffer);
-  }
+  const body = await readBody(
+    req,
+    BODY_LIMIT,
+    () => new EgressError("invalid_request", `request body is larger than ${BODY_LIMIT} bytes`),
+    { drain: true },
+  );
   try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    return JSON.parse(body.toString("utf8"));
   } catch {
     throw new EgressError("malformed_json", "the request body is not valid JSON");
   }
@@ -101,101 +97,81 @@ async function route(proxy: EgressProxy, req: IncomingMessage, res: ServerRespon
 }
 
 /**
- * Serves the admin API on `socketPath`, created with mode 0600 in a directory created 0700
- * when missing. A stale socket at that path is replaced; any other kind of file is an error.
+ * Serves the admin API of `proxy` on `socketPath`, created with mode 0600 in a directory made
+ * 0700. A stale socket at that path is replaced; a live one (another proxy) or any other kind of
+ * file is an error.
  */
 export async function serveAdmin(proxy: EgressProxy, socketPath: string): Promise<AdminServer> {
-  await mkdir(dirname(socketPath), { recursive: true, mode: 0o700 });
-  const st = await lstat(socketPath).catch(() => null);
-  if (st && !st.isSocket()) {
+  let server: Awaited<ReturnType<typeof serveSocket>>;
+  try {
+    server = await serveSocket({
+      service: "the egress admin API",
+      socket: socketPath,
+      handler: (req, res) => route(proxy, req, res),
+      drainMs: 0,
+      onError: (err, _req, res) => {
+        if (err instanceof ClawkeepError) {
+          const status = err.code === "not_found" ? 404 : err.code === "internal" ? 500 : 400;
+          return sendError(res, status, err.code, err.message);
+        }
+        sendError(res, 500, "internal", "internal error");
+      },
+    });
+  } catch (err) {
+    if (!isServiceError(err)) throw err;
     throw new EgressError(
-      "invalid_request",
-      `${socketPath} exists and is not a socket; refusing to replace it`,
+      err.reason === "bad_socket_path" ? "invalid_request" : "runtime_failed",
+      err.message,
+      {
+        cause: err,
+      },
     );
   }
-  if (st) await rm(socketPath, { force: true });
-  const server = createServer((req, res) => {
-    route(proxy, req, res).catch((err: unknown) => {
-      if (res.headersSent) return res.destroy();
-      if (err instanceof ClawkeepError) {
-        const status = err.code === "not_found" ? 404 : err.code === "internal" ? 500 : 400;
-        return sendError(res, status, err.code, err.message);
-      }
-      sendError(res, 500, "internal", "internal error");
-    });
-  });
-  const oldMask = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (err) =>
-        reject(
-          new EgressError("runtime_failed", `cannot listen on ${socketPath}: ${err.message}`, { cause: err }),
-        ),
-      );
-      server.listen(socketPath, () => resolve());
-    });
-  } finally {
-    process.umask(oldMask);
-  }
-  await chmod(socketPath, 0o600);
-  let closing: Promise<void> | null = null;
-  return {
-    socketPath,
-    close() {
-      closing ??= new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }).then(() => rm(socketPath, { force: true }));
-      return closing;
-    },
-  };
+  return { socketPath, close: () => server.close() };
 }
 
 /** A client of the admin API, for the control plane. Every call takes an AbortSignal. */
 export class EgressAdminClient {
-  constructor(readonly socketPath: string) {}
+  readonly #client: SocketClient;
+
+  constructor(readonly socketPath: string) {
+    this.#client = new SocketClient({ service: "the egress proxy", socketPath });
+  }
 
   async #call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const req = httpRequest(
+    let reply: Awaited<ReturnType<SocketClient["request"]>>;
+    try {
+      reply = await this.#client.request({
+        method,
+        path,
+        ...(body === undefined ? {} : { json: body }),
+        signal,
+      });
+    } catch (err) {
+      if (!isServiceError(err)) throw err;
+      const cause = (err.cause as Error | undefined) ?? err;
+      throw new EgressError(
+        "runtime_unavailable",
+        `egress admin socket ${this.socketPath}: ${cause.message}`,
         {
-          socketPath: this.socketPath,
-          method,
-          path,
-          signal,
-          headers: payload
-            ? { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }
-            : {},
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on("data", (c: Buffer) => chunks.push(c));
-          res.on("end", () =>
-            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }),
-          );
-          res.on("error", reject);
+          cause,
         },
       );
-      req.on("error", (err) =>
-        reject(
-          new EgressError("runtime_unavailable", `egress admin socket ${this.socketPath}: ${err.message}`, {
-            cause: err,
-          }),
-        ),
-      );
-      req.end(payload);
-    });
+    }
+    const { status } = reply;
     let parsed: unknown;
     try {
-      parsed = JSON.parse(text);
+      parsed = JSON.parse(reply.body.toString("utf8"));
     } catch {
       throw new EgressError("internal", `egress admin answered ${status} with a body that is not JSON`);
     }
     if (status >= 200 && status < 300) return parsed as T;
-    const e = (parsed as { error?: { code?: string; message?: string } }).error;
-    const code = e?.code && e.code in ERROR_CODES ? (e.code as ErrorCode) : "internal";
-    throw new EgressError(code, e?.message ?? `egress admin answered ${status}`);
+    const e = errorOf(reply);
+    const code = typeof e?.code === "string" && e.code in ERROR_CODES ? (e.code as ErrorCode) : "internal";
+    throw new EgressError(
+      code,
+      typeof e?.message === "string" ? e.message : `egress admin answered ${status}`,
+    );
   }
 
   health(signal?: AbortSignal): Promise<{ ok: boolean; url: string; tenants: number; logFailure?: string }> {

@@ -99,7 +99,6 @@ export function proxyOptionsFromConfig(config: EgressConfig): EgressProxyOptions
       ? { resolve: async (host: string) => pinned.get(host.toLowerCase()) ?? systemResolve(host) }
       : {}),
     listen: config.listen,
-    adminSocket: config.adminSocket,
     logFile: config.logFile,
     policy: config.policy,
     ...(config.maxConcurrentPerTenant === undefined

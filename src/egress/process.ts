@@ -1,5 +1,12 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { Logger } from "../lib/log.ts";
+import {
+  type Child,
+  type RestartPolicy,
+  type Supervised,
+  type SuperviseOptions,
+  supervise,
+} from "../service/supervisor.ts";
 import { EgressAdminClient } from "./admin.ts";
 import { EgressError } from "./errors.ts";
 
@@ -12,7 +19,7 @@ export interface EgressProcessOptions {
   configPath: string;
   /** Give up when it does not listen within this long. Default 30000 (tsx start-up on a loaded host). */
   startTimeoutMs?: number;
-  /** Aborting kills the child if it is still starting. */
+  /** Aborting kills the child (while it starts, and after). */
   signal?: AbortSignal;
   env?: NodeJS.ProcessEnv;
   /**
@@ -40,7 +47,8 @@ export interface EgressProcess {
   stop(graceMs?: number): Promise<void>;
 }
 
-interface ListeningLine {
+/** The line the proxy process prints on stdout once it listens (main.ts). */
+export interface ListeningLine {
   event: "listening";
   pid: number;
   url: string;
@@ -51,107 +59,85 @@ interface ListeningLine {
 }
 
 /**
- * Starts the egress proxy as its own process and returns once it listens (it prints one JSON
- * line on stdout then). Throws EgressError (runtime_failed) with its stderr when it exits or
- * stays silent past the timeout; the child is killed in that case.
+ * Supervises the egress proxy process with the service kit: ready when it prints its listening
+ * line; with `restart`, started again (with backoff) whenever it dies. A start that fails throws
+ * EgressError (runtime_failed) with its stderr; the child is killed then.
  */
-export async function startEgressProcess(opts: EgressProcessOptions): Promise<EgressProcess> {
+export function superviseEgressProcess(
+  opts: EgressProcessOptions & {
+    restart?: RestartPolicy;
+    onReady?: SuperviseOptions<ListeningLine>["onReady"];
+    onRestart?: SuperviseOptions<ListeningLine>["onRestart"];
+    log?: Logger;
+  },
+): Promise<Supervised<ListeningLine>> {
   opts.signal?.throwIfAborted();
-  const argv = [
-    ...(opts.wrap ?? []),
-    opts.nodePath ?? process.execPath,
-    "--import",
-    "tsx",
-    MAIN,
-    "--config",
-    opts.configPath,
-  ];
-  const [cmd, ...args] = argv;
-  if (!cmd) throw new EgressError("invalid_request", "empty command");
-  const child: ChildProcess = spawn(cmd, args, {
+  const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
+  const failed = (why: string, c: Child, cause?: unknown) =>
+    new EgressError("runtime_failed", `egress proxy ${why}${c.tail(20) ? `:\n${c.tail(20)}` : ""}`, {
+      cause: cause ?? new Error(why),
+    });
+  return supervise<ListeningLine>({
+    name: "egress proxy",
+    argv: [
+      ...(opts.wrap ?? []),
+      opts.nodePath ?? process.execPath,
+      "--import",
+      "tsx",
+      MAIN,
+      "--config",
+      opts.configPath,
+    ],
     cwd: REPO_ROOT,
     env: opts.env ?? process.env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let stderr = "";
-  child.stderr?.setEncoding("utf8").on("data", (d: string) => {
-    stderr = (stderr + d).slice(-16_384);
-  });
-  const exited = new Promise<number | null>((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
-    else child.once("exit", (code) => resolve(code));
-  });
-  const tail = () => stderr.trim().split("\n").slice(-20).join("\n");
-
-  let listening: ListeningLine;
-  try {
-    listening = await new Promise<ListeningLine>((resolve, reject) => {
-      let buf = "";
-      const timer = setTimeout(
-        () => reject(new Error(`did not listen within ${opts.startTimeoutMs ?? 30_000} ms`)),
-        opts.startTimeoutMs ?? 30_000,
-      );
-      const onAbort = () => reject(opts.signal?.reason ?? new Error("aborted"));
-      opts.signal?.addEventListener("abort", onAbort, { once: true });
-      const done = () => {
-        clearTimeout(timer);
-        opts.signal?.removeEventListener("abort", onAbort);
-      };
-      child.once("error", (err) => {
-        done();
-        reject(err);
-      });
-      void exited.then((code) => {
-        done();
-        reject(new Error(`exited with ${code} before it listened`));
-      });
-      child.stdout?.setEncoding("utf8").on("data", (d: string) => {
-        buf += d;
-        for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
+    stdin: "ignore",
+    stdout: "lines",
+    output: "ignore",
+    tailChars: 16_384,
+    readyTimeoutMs: startTimeoutMs,
+    ready: (c) =>
+      new Promise<ListeningLine>((resolve, reject) => {
+        c.process.once("error", (err) => reject(failed(err.message, c, err)));
+        c.onLine((line) => {
           try {
             const msg = JSON.parse(line) as Partial<ListeningLine>;
-            if (msg.event === "listening") {
-              done();
-              resolve(msg as ListeningLine);
-            }
+            if (msg.event === "listening") resolve(msg as ListeningLine);
           } catch {
             // Not ours: ignore.
           }
-        }
-      });
-    });
-  } catch (err) {
-    child.kill("SIGKILL");
-    await exited;
-    throw new EgressError(
-      "runtime_failed",
-      `egress proxy ${(err as Error).message}${tail() ? `:\n${tail()}` : ""}`,
-      {
-        cause: err,
-      },
-    );
-  }
-  // Keep draining stdout so the child never blocks on a full pipe.
-  child.stdout?.resume();
+        });
+        void c.exited.then(({ code }) => reject(failed(`exited with ${code} before it listened`, c)));
+      }),
+    timeoutError: (ms, c) => failed(`did not listen within ${ms} ms`, c),
+    stoppedError: () =>
+      new EgressError("runtime_failed", "egress proxy start-up was aborted", { cause: opts.signal?.reason }),
+    ...(opts.restart ? { restart: opts.restart } : {}),
+    ...(opts.onReady ? { onReady: opts.onReady } : {}),
+    ...(opts.onRestart ? { onRestart: opts.onRestart } : {}),
+    ...(opts.log ? { log: opts.log } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+}
 
+/**
+ * Starts the egress proxy as its own process and returns once it listens (it prints one JSON
+ * line on stdout then). Throws EgressError (runtime_failed) with its stderr when it exits or
+ * stays silent past the timeout; the child is killed in that case. It is not restarted when it
+ * dies: service.ts does that.
+ */
+export async function startEgressProcess(opts: EgressProcessOptions): Promise<EgressProcess> {
+  const sup = await superviseEgressProcess(opts);
+  const listening = sup.value;
   return {
-    pid: child.pid ?? listening.pid,
+    pid: sup.pid ?? listening.pid,
     url: listening.url,
     host: listening.host,
     port: listening.port,
     adminSocket: listening.adminSocket,
     logFile: listening.logFile,
     admin: new EgressAdminClient(listening.adminSocket),
-    exited,
-    stderrTail: tail,
-    async stop(graceMs = 5_000) {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-      await exited;
-      clearTimeout(timer);
-    },
+    exited: sup.exited.then((e) => e.code),
+    stderrTail: () => sup.tail(20),
+    stop: (graceMs = 5_000) => sup.stop(graceMs),
   };
 }

@@ -11,7 +11,6 @@ import {
 import { connect as netConnect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../lib/log.ts";
-import { type AdminServer, serveAdmin } from "./admin.ts";
 import { EgressError } from "./errors.ts";
 import { isIpLiteral } from "./ip.ts";
 import { ConnectionJournal, type ConnectionLogEntry, type TenantCounters } from "./journal.ts";
@@ -28,97 +27,15 @@ import {
   parsePermitRanges,
   tenantForSource,
 } from "./policy.ts";
+import type { EgressProxy, EgressProxyOptions, PlatformUpstream, ProxyCounters, Resolver } from "./types.ts";
 
-/** Resolves a host name to IP addresses. Injectable: tests have no DNS. */
-export type Resolver = (host: string) => Promise<string[]>;
+export type { EgressProxy, EgressProxyOptions, PlatformUpstream, ProxyCounters, Resolver } from "./types.ts";
 
 /** The system resolver (getaddrinfo through node:dns), every address in the order it gives them. */
 export const systemResolve: Resolver = async (host) => {
   const answers = await lookup(host, { all: true, verbatim: true });
   return answers.map((a) => a.address);
 };
-
-export interface EgressProxyOptions {
-  /** Where tenants reach the proxy. Default 127.0.0.1, port 0 (any free port). */
-  listen?: { host: string; port: number };
-  /** Who is who and what each tenant may reach; replaced at runtime with setPolicy(). */
-  policy: EgressPolicy;
-  /** The append-only JSON-lines connection log (created 0600 when missing). */
-  logFile: string;
-  /** When set, serve the admin API on this unix socket (mode 0600). */
-  adminSocket?: string;
-  /** Default: the system resolver. */
-  resolve?: Resolver;
-  /** Per-tenant limit of concurrent connections (a tenant policy may override it). Default 64. */
-  maxConcurrentPerTenant?: number;
-  /** A connection with no traffic either way for this long is cut. Default 300000 (LLM streams pause). */
-  idleTimeoutMs?: number;
-  /** Default 10000. */
-  connectTimeoutMs?: number;
-  /** Default 5000. */
-  dnsTimeoutMs?: number;
-  /** Log entries kept in memory per tenant for recentLog(). Default 1000. */
-  recentLogSize?: number;
-  /**
-   * FOR TESTS ONLY. CIDR ranges the address check lets through although the default policy
-   * forbids them (the tests' fake internet lives in 198.18.0.0/15, which is refused by default).
-   * Never set in production: it reopens exactly the SSRF paths the proxy exists to close.
-   */
-  testOnlyPermitRanges?: string[];
-  /**
-   * Services the platform itself provides to tenants (the demo LLM provider, an operator's
-   * LLM gateway on the host's loopback): the exact host name and port a tenant asks for, and the
-   * exact address and port the proxy connects to instead. Every tenant but an air-gapped one may
-   * reach them, whatever its allowlist; nothing else on that address is reachable through them.
-   */
-  platformUpstreams?: PlatformUpstream[];
-  logger?: Logger;
-  /** Aborts start-up. */
-  signal?: AbortSignal;
-}
-
-export interface PlatformUpstream {
-  /** The name tenants use, e.g. "llm.clawkeep.internal". */
-  host: string;
-  port: number;
-  /** Where the proxy connects (an IP literal; loopback is fine: the proxy runs on the host). */
-  address: string;
-  targetPort: number;
-}
-
-export interface ProxyCounters {
-  tenants: TenantCounters[];
-  /** Requests refused because their source address belonged to no tenant. */
-  unknownSourceDenied: number;
-}
-
-export interface EgressProxy {
-  readonly host: string;
-  readonly port: number;
-  /** http://host:port, the value for HTTP_PROXY / HTTPS_PROXY / proxy.proxyUrl. */
-  readonly url: string;
-  readonly logFile: string;
-  readonly adminSocket: string | null;
-  /** Why the log file cannot be written, when it cannot; new connections are refused meanwhile. */
-  readonly logFailure: string | null;
-  /**
-   * Replaces the whole policy atomically. Throws EgressError (invalid_request) and keeps the old
-   * policy when the new one is invalid. Open connections the new policy would refuse are cut
-   * (logged with error "policy-revoked"); `closed` counts them.
-   */
-  setPolicy(policy: EgressPolicy): { tenants: number; closed: number };
-  /** The policy in force, defaults filled in. */
-  policy(): CompiledPolicy["source"];
-  /** A tenant's counters. Throws EgressError (not_found) for a tenant the proxy has never known. */
-  counters(tenant: string): TenantCounters;
-  allCounters(): ProxyCounters;
-  /** A tenant's most recent log entries, oldest first. Throws like counters(). */
-  recentLog(tenant: string, limit?: number): ConnectionLogEntry[];
-  /** Entries of requests from unknown source addresses, oldest first. */
-  recentUnknownSources(limit?: number): ConnectionLogEntry[];
-  /** Stops listening, cuts every open connection (logged), flushes the log. Idempotent. */
-  close(): Promise<void>;
-}
 
 /** Headers that belong to one hop and are never forwarded (RFC 9110 7.6.1, plus proxy ones). */
 const HOP_BY_HOP = new Set([
@@ -189,7 +106,6 @@ class EgressProxyServer implements EgressProxy {
   readonly port: number;
   readonly url: string;
   readonly logFile: string;
-  readonly adminSocket: string | null;
   #policy: CompiledPolicy;
   readonly #server: Server;
   readonly #journal: ConnectionJournal;
@@ -202,7 +118,6 @@ class EgressProxyServer implements EgressProxy {
   readonly #dnsMs: number;
   readonly #active = new Map<string, Set<ActiveConn>>();
   readonly #log: Logger | undefined;
-  #admin: AdminServer | null = null;
   #closing: Promise<void> | null = null;
 
   constructor(args: {
@@ -221,7 +136,6 @@ class EgressProxyServer implements EgressProxy {
     this.#policy = args.policy;
     this.#journal = args.journal;
     this.logFile = args.journal.path;
-    this.adminSocket = opts.adminSocket ?? null;
     this.#resolve = opts.resolve ?? systemResolve;
     this.#permit = parsePermitRanges(opts.testOnlyPermitRanges ?? []);
     this.#upstreams = new Map(
@@ -260,10 +174,6 @@ class EgressProxyServer implements EgressProxy {
     } else {
       target.destroy();
     }
-  }
-
-  set admin(a: AdminServer) {
-    this.#admin = a;
   }
 
   // --- policy, counters, log -------------------------------------------------------------
@@ -712,7 +622,6 @@ class EgressProxyServer implements EgressProxy {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#admin?.close();
       const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
       const pending: Promise<void>[] = [];
       for (const set of this.#active.values()) {
@@ -744,7 +653,7 @@ function statusText(status: number): string {
 
 /**
  * Starts the egress proxy in this process: an HTTP forward proxy (CONNECT and absolute-form
- * plain HTTP) on `listen`, and, when `adminSocket` is set, its admin API on that unix socket.
+ * plain HTTP) on `listen`. Its admin API is served apart (admin.ts; main.ts wires the two).
  * Throws EgressError (invalid_request) for an invalid policy or permit range before it listens.
  */
 export async function startEgressProxy(opts: EgressProxyOptions): Promise<EgressProxy> {
@@ -793,14 +702,6 @@ export async function startEgressProxy(opts: EgressProxyOptions): Promise<Egress
       { ranges: opts.testOnlyPermitRanges },
       "egress proxy lets forbidden address ranges through (testOnlyPermitRanges): never do this in production",
     );
-  }
-  if (opts.adminSocket) {
-    try {
-      proxy.admin = await serveAdmin(proxy, opts.adminSocket);
-    } catch (err) {
-      await proxy.close();
-      throw err;
-    }
   }
   return proxy;
 }

@@ -1,6 +1,7 @@
-import { Agent, request } from "node:http";
 import type { Tier } from "../core/tenant.ts";
-import { isKmsFailure, KmsError, kmsError } from "./errors.ts";
+import { isServiceError } from "../service/errors.ts";
+import { errorOf, SocketClient, type SocketReply } from "../service/socket-client.ts";
+import { isKmsFailure, kmsError } from "./errors.ts";
 import { parseKeyTier, parsePurpose, parseTenantId } from "./format.ts";
 import type {
   AuditEntry,
@@ -13,105 +14,53 @@ import type {
 } from "./service.types.ts";
 import type { SealContext } from "./types.ts";
 
-interface Reply {
-  status: number;
-  type: string;
-  body: Buffer;
-}
-
 /**
  * Talks to the key service over its unix socket (server.ts). Implements KeyService, so the control
  * plane's seal/unseal calls go to the service without callers changing, plus the key tree.
  * Connections are kept alive; a call on a connection the service closed (it restarted) is retried
- * once on a new one. Key material arrives as raw bytes; intermediate buffers are zeroed.
+ * once on a new one (the service kit's SocketClient). Key material arrives as raw bytes;
+ * intermediate buffers are zeroed.
  */
 export class KmsClient implements TenantKeyService {
   readonly socketPath: string;
-  readonly #agent: Agent;
-  readonly #timeoutMs: number;
+  readonly #client: SocketClient;
 
   constructor(socketPath: string, opts: { timeoutMs?: number } = {}) {
     this.socketPath = socketPath;
-    this.#timeoutMs = opts.timeoutMs ?? 30_000;
-    this.#agent = new Agent({ keepAlive: true, maxSockets: 16 });
+    this.#client = new SocketClient({
+      service: "the key service",
+      socketPath,
+      timeoutMs: opts.timeoutMs ?? 30_000,
+      keepAlive: true,
+    });
   }
 
-  #send(
-    method: string,
-    path: string,
-    body: Buffer | undefined,
-    type: string,
-    opts: CallOptions | undefined,
-    retry: boolean,
-  ): Promise<Reply> {
-    return new Promise((resolve, reject) => {
-      opts?.signal?.throwIfAborted();
-      const req = request({
-        socketPath: this.socketPath,
-        agent: this.#agent,
-        method,
-        path,
-        signal: opts?.signal,
-        timeout: this.#timeoutMs,
-        headers: body ? { "content-type": type, "content-length": body.length } : { "content-length": 0 },
-      });
-      req.on("response", (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const all = Buffer.concat(chunks);
-          for (const c of chunks) c.fill(0);
-          if (!res.complete) {
-            all.fill(0);
-            reject(
-              kmsError(
-                "unavailable",
-                `the connection to the key service at ${this.socketPath} closed in the middle of an answer`,
-              ),
-            );
-            return;
-          }
-          resolve({
-            status: res.statusCode ?? 500,
-            type: String(res.headers["content-type"] ?? ""),
-            body: all,
-          });
-        });
-        res.on("error", (err) => {
-          for (const c of chunks) c.fill(0);
-          reject(
-            kmsError(
-              "unavailable",
-              `the connection to the key service at ${this.socketPath} failed: ${err.message}`,
-              err,
-            ),
-          );
-        });
-      });
-      req.on("timeout", () =>
-        req.destroy(
-          kmsError(
-            "unavailable",
-            `the key service at ${this.socketPath} did not answer within ${this.#timeoutMs} ms`,
-          ),
-        ),
-      );
-      req.on("error", (err: NodeJS.ErrnoException) => {
-        if (retry && req.reusedSocket && (err.code === "ECONNRESET" || err.code === "EPIPE")) {
-          this.#send(method, path, body, type, opts, false).then(resolve, reject);
-          return;
-        }
-        if (err instanceof KmsError || err.name === "AbortError") return reject(err);
-        const why =
-          err.code === "ENOENT" || err.code === "ECONNREFUSED"
-            ? `the key service is not running (no socket at ${this.socketPath})`
-            : err.code === "EACCES"
-              ? `permission denied on ${this.socketPath}: only the control plane's uid may use the key service`
-              : `cannot reach the key service at ${this.socketPath}: ${err.message}`;
-        reject(kmsError(err.code === "EACCES" ? "forbidden" : "unavailable", why, err));
-      });
-      req.end(body);
-    });
+  /** The kit's connection errors with the key service's reasons and words. */
+  #mapError(err: unknown): unknown {
+    if (!isServiceError(err)) return err;
+    const cause = err.cause as Error | undefined;
+    switch (err.reason) {
+      case "not_running":
+        return kmsError(
+          "unavailable",
+          `the key service is not running (no socket at ${this.socketPath})`,
+          cause,
+        );
+      case "permission_denied":
+        return kmsError(
+          "forbidden",
+          `permission denied on ${this.socketPath}: only the control plane's uid may use the key service`,
+          cause,
+        );
+      case "unreachable":
+        return kmsError(
+          "unavailable",
+          `cannot reach the key service at ${this.socketPath}: ${cause?.message ?? err.message}`,
+          cause,
+        );
+      default:
+        return kmsError("unavailable", err.message, cause);
+    }
   }
 
   async #call(
@@ -120,15 +69,20 @@ export class KmsClient implements TenantKeyService {
     body?: Buffer,
     opts?: CallOptions,
     type = "application/octet-stream",
-  ): Promise<Reply> {
-    const r = await this.#send(method, path, body, type, opts, true);
+  ): Promise<SocketReply> {
+    let r: SocketReply;
+    try {
+      r = await this.#client.request({
+        method,
+        path,
+        ...(body ? { body, contentType: type } : {}),
+        signal: opts?.signal,
+      });
+    } catch (err) {
+      throw this.#mapError(err);
+    }
     if (r.status >= 400) {
-      let e: { reason?: unknown; message?: unknown } | undefined;
-      try {
-        e = (JSON.parse(r.body.toString("utf8")) as { error?: typeof e }).error;
-      } catch {
-        e = undefined;
-      }
+      const e = errorOf(r);
       r.body.fill(0);
       throw kmsError(
         isKmsFailure(e?.reason) ? e.reason : "internal",
@@ -216,6 +170,6 @@ export class KmsClient implements TenantKeyService {
 
   /** Closes kept-alive connections. The service keeps running. */
   async close(): Promise<void> {
-    this.#agent.destroy();
+    this.#client.close();
   }
 }

@@ -1,12 +1,12 @@
-import { chmod, lstat, rm } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { connect, type Socket } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { dirname, isAbsolute } from "node:path";
 import type { Logger } from "../lib/log.ts";
+import { isServiceError } from "../service/errors.ts";
+import { peerCredentials } from "../service/peer.ts";
+import { readBody, sendBytes, sendError, sendJson, serveSocket } from "../service/socket-server.ts";
 import { KmsEngine } from "./engine.ts";
 import { KmsError, type KmsFailure, kmsError } from "./errors.ts";
 import { parseKeyTier, parsePurpose, parseTenantId } from "./format.ts";
-import { peerCredentials, peerCredentialsAvailable } from "./peer.ts";
 import type { AuditCaller, KmsHealth, KmsServeOptions } from "./service.types.ts";
 import { ensurePrivateDir } from "./store.ts";
 
@@ -28,7 +28,8 @@ import { ensurePrivateDir } from "./store.ts";
  *   GET    /v1/audit?tenant=&limit=           -> {"entries": AuditEntry[]}
  *
  * Callers are identified by SO_PEERCRED (uid, pid) where it can be read; a uid not in allowedUids
- * gets 403 even if the socket's permissions were loosened.
+ * gets 403 even if the socket's permissions were loosened. The socket, its directory, the stale
+ * socket check and the peer check are the service kit's (src/service/socket-server.ts).
  */
 
 const MAX_BODY = 1024 * 1024;
@@ -64,64 +65,8 @@ export interface KmsServer {
   closed: Promise<void>;
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const wipe = () => {
-      for (const c of chunks) c.fill(0);
-    };
-    req.on("data", (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_BODY) {
-        c.fill(0);
-        wipe();
-        req.destroy();
-        reject(kmsError("invalid_input", `request body is larger than ${MAX_BODY} bytes`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      wipe();
-      resolve(body);
-    });
-    req.on("error", (err) => {
-      wipe();
-      reject(err);
-    });
-  });
-}
-
-function sendJson(res: ServerResponse, status: number, data: unknown): void {
-  const body = Buffer.from(JSON.stringify(data));
-  res.writeHead(status, { "content-type": "application/json", "content-length": body.length });
-  res.end(body);
-}
-
-/** Sends raw bytes and zeroes them once written (or once the connection is gone). */
-function sendBytes(res: ServerResponse, bytes: Buffer, headers: Record<string, string> = {}): void {
-  let wiped = false;
-  const wipe = () => {
-    if (!wiped) bytes.fill(0);
-    wiped = true;
-  };
-  res.on("close", wipe);
-  res.writeHead(200, {
-    "content-type": "application/octet-stream",
-    "content-length": bytes.length,
-    ...headers,
-  });
-  res.end(bytes, wipe);
-}
-
-function sendError(res: ServerResponse, err: KmsError): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, STATUS[err.reason], { error: { code: err.code, reason: err.reason, message: err.message } });
+function sendKmsError(res: ServerResponse, err: KmsError): void {
+  sendError(res, STATUS[err.reason], { code: err.code, reason: err.reason, message: err.message });
 }
 
 function parseJson(body: Buffer): Record<string, unknown> {
@@ -140,26 +85,22 @@ function strictKeys(obj: Record<string, unknown>, allowed: string[]): void {
   }
 }
 
-/** Refuses to remove anything at the socket path but a dead socket; a live one means another service. */
-async function clearStaleSocket(path: string): Promise<void> {
-  let st: Awaited<ReturnType<typeof lstat>>;
-  try {
-    st = await lstat(path);
-  } catch {
-    return;
-  }
-  if (!st.isSocket())
-    throw kmsError("invalid_input", `${path} exists and is not a socket; refusing to replace it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const s = connect(path);
-    s.once("connect", () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once("error", () => resolve(false));
-  });
-  if (live) throw kmsError("already_running", `another process already listens on ${path}`);
-  await rm(path, { force: true });
+/** Who called, for the audit log: uid and pid, or "socket" where peer credentials cannot be read. */
+async function callerOf(req: IncomingMessage): Promise<AuditCaller> {
+  const p = await peerCredentials(req.socket);
+  return p ? { uid: p.uid, pid: p.pid } : "socket";
+}
+
+/** The kit's socket errors in the key service's own shape. */
+function asKmsError(err: unknown): unknown {
+  if (!isServiceError(err)) return err;
+  const reason: KmsFailure =
+    err.reason === "already_running"
+      ? "already_running"
+      : err.reason === "bad_socket_path"
+        ? "invalid_input"
+        : "unavailable";
+  return kmsError(reason, err.message, err);
 }
 
 /**
@@ -185,7 +126,6 @@ export async function serveKms(opts: KmsServeOptions & { log?: Logger }): Promis
   }
   const log = opts.log;
   const myUid = process.getuid?.() ?? 0;
-  const allowed = new Set(opts.allowedUids ?? [myUid]);
 
   await ensurePrivateDir(dirname(opts.socket));
   const engine = await KmsEngine.open({
@@ -193,94 +133,90 @@ export async function serveKms(opts: KmsServeOptions & { log?: Logger }): Promis
     rootKeyPath: opts.rootKeyPath,
     auditPath: opts.auditPath,
   });
-  let server: Server | undefined;
-  try {
-    await clearStaleSocket(opts.socket);
-    const peerOk = await peerCredentialsAvailable();
-    const callers = new WeakMap<Socket, Promise<AuditCaller>>();
-    const callerOf = (s: Socket): Promise<AuditCaller> => {
-      let c = callers.get(s);
-      if (!c) {
-        c = peerCredentials(s).then((p) => (p ? { uid: p.uid, pid: p.pid } : "socket"));
-        callers.set(s, c);
-      }
-      return c;
-    };
+  let peerOk = false;
 
-    const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-      const caller = await callerOf(req.socket);
-      const call = { caller };
-      if (typeof caller === "object" && !allowed.has(caller.uid)) {
-        const why = `uid ${caller.uid} (pid ${caller.pid}) may not use the key service`;
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const caller = await callerOf(req);
+    const call = { caller };
+    const url = new URL(req.url ?? "/", "http://kms");
+    const method = req.method ?? "GET";
+    const path = url.pathname;
+    const body = await readBody(req, MAX_BODY, () =>
+      kmsError("invalid_input", `request body is larger than ${MAX_BODY} bytes`),
+    );
+    try {
+      if (method === "GET" && path === "/v1/health") {
+        const h: KmsHealth = {
+          ok: true,
+          pid: process.pid,
+          rootKeyId: engine.rootKeyId,
+          peerCredentials: peerOk,
+        };
+        return sendJson(res, 200, h);
+      }
+      if (method === "GET" && path === "/v1/audit") {
+        const tenant = url.searchParams.get("tenant") ?? undefined;
+        const limitRaw = url.searchParams.get("limit");
+        const limit = limitRaw === null ? undefined : Number(limitRaw);
+        return sendJson(res, 200, { entries: await engine.audit({ tenant, limit }, call) });
+      }
+      if (method === "POST" && path === "/v1/starter/rotate-kek") {
+        return sendJson(res, 200, await engine.rotateStarterKek(call));
+      }
+      const m = /^\/v1\/tenants\/([^/]+)(?:\/(keys|volume-key|seal|unseal|rotate-kek))?$/.exec(path);
+      if (m) {
+        const tenantId = parseTenantId(decodeURIComponent(m[1]!));
+        const action = m[2];
+        if (method === "POST" && action === "keys") {
+          const json = parseJson(body);
+          strictKeys(json, ["tier"]);
+          return sendJson(res, 200, await engine.createTenantKeys(tenantId, parseKeyTier(json.tier), call));
+        }
+        if (method === "GET" && action === "keys")
+          return sendJson(res, 200, await engine.describeTenant(tenantId, call));
+        if (method === "POST" && action === "volume-key") {
+          return sendBytes(res, await engine.getVolumeKey(tenantId, call));
+        }
+        if (method === "POST" && (action === "seal" || action === "unseal")) {
+          const purpose = parsePurpose(url.searchParams.get("purpose"));
+          const out =
+            action === "seal"
+              ? await engine.seal(body, { tenantId, purpose }, call)
+              : await engine.unseal(body, { tenantId, purpose }, call);
+          return sendBytes(res, out);
+        }
+        if (method === "POST" && action === "rotate-kek")
+          return sendJson(res, 200, await engine.rotateKek(tenantId, call));
+        if (method === "DELETE" && action === undefined) {
+          await engine.destroyTenant(tenantId, call);
+          return sendJson(res, 200, { destroyed: tenantId });
+        }
+      }
+      throw kmsError("invalid_input", `no such call: ${method} ${path}`);
+    } finally {
+      body.fill(0);
+    }
+  };
+
+  try {
+    const server = await serveSocket({
+      service: "the key service",
+      socket: opts.socket,
+      handler: handle,
+      allowedUids: opts.allowedUids ?? [myUid],
+      keepAliveTimeout: 30_000,
+      onRefused: async (caller, req, why) => {
         log?.warn({ uid: caller.uid, pid: caller.pid }, "refused a caller");
         await engine
-          .recordRefusal(caller, `${req.method} ${(req.url ?? "").split("?")[0]}`, why)
+          .recordRefusal(
+            { uid: caller.uid, pid: caller.pid },
+            `${req.method} ${(req.url ?? "").split("?")[0]}`,
+            why,
+          )
           .catch(() => {});
-        req.resume();
-        res.setHeader("connection", "close");
-        sendError(res, kmsError("forbidden", why));
-        return;
-      }
-      const url = new URL(req.url ?? "/", "http://kms");
-      const method = req.method ?? "GET";
-      const path = url.pathname;
-      const body = await readBody(req);
-      try {
-        if (method === "GET" && path === "/v1/health") {
-          const h: KmsHealth = {
-            ok: true,
-            pid: process.pid,
-            rootKeyId: engine.rootKeyId,
-            peerCredentials: peerOk,
-          };
-          return sendJson(res, 200, h);
-        }
-        if (method === "GET" && path === "/v1/audit") {
-          const tenant = url.searchParams.get("tenant") ?? undefined;
-          const limitRaw = url.searchParams.get("limit");
-          const limit = limitRaw === null ? undefined : Number(limitRaw);
-          return sendJson(res, 200, { entries: await engine.audit({ tenant, limit }, call) });
-        }
-        if (method === "POST" && path === "/v1/starter/rotate-kek") {
-          return sendJson(res, 200, await engine.rotateStarterKek(call));
-        }
-        const m = /^\/v1\/tenants\/([^/]+)(?:\/(keys|volume-key|seal|unseal|rotate-kek))?$/.exec(path);
-        if (m) {
-          const tenantId = parseTenantId(decodeURIComponent(m[1]!));
-          const action = m[2];
-          if (method === "POST" && action === "keys") {
-            const json = parseJson(body);
-            strictKeys(json, ["tier"]);
-            return sendJson(res, 200, await engine.createTenantKeys(tenantId, parseKeyTier(json.tier), call));
-          }
-          if (method === "GET" && action === "keys")
-            return sendJson(res, 200, await engine.describeTenant(tenantId, call));
-          if (method === "POST" && action === "volume-key") {
-            return sendBytes(res, await engine.getVolumeKey(tenantId, call));
-          }
-          if (method === "POST" && (action === "seal" || action === "unseal")) {
-            const purpose = parsePurpose(url.searchParams.get("purpose"));
-            const out =
-              action === "seal"
-                ? await engine.seal(body, { tenantId, purpose }, call)
-                : await engine.unseal(body, { tenantId, purpose }, call);
-            return sendBytes(res, out);
-          }
-          if (method === "POST" && action === "rotate-kek")
-            return sendJson(res, 200, await engine.rotateKek(tenantId, call));
-          if (method === "DELETE" && action === undefined) {
-            await engine.destroyTenant(tenantId, call);
-            return sendJson(res, 200, { destroyed: tenantId });
-          }
-        }
-        throw kmsError("invalid_input", `no such call: ${method} ${path}`);
-      } finally {
-        body.fill(0);
-      }
-    };
-
-    server = createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
-      handle(req, res).catch((e: unknown) => {
+        return { code: "kms_failed", reason: "forbidden", message: why };
+      },
+      onError: (e, _req, res) => {
         const err =
           e instanceof KmsError ? e : new KmsError(`internal error: ${(e as Error).message}`, e, "internal");
         if (
@@ -290,24 +226,10 @@ export async function serveKms(opts: KmsServeOptions & { log?: Logger }): Promis
         ) {
           log?.error({ reason: err.reason, err: err.message }, "key service call failed");
         }
-        sendError(res, err);
-      });
+        sendKmsError(res, err);
+      },
     });
-    const s = server;
-    const oldMask = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        s.once("error", reject);
-        s.listen(opts.socket, () => {
-          s.off("error", reject);
-          resolve();
-        });
-      });
-    } finally {
-      process.umask(oldMask);
-    }
-    await chmod(opts.socket, 0o600);
-    const ino = (await lstat(opts.socket)).ino;
+    peerOk = server.peerCredentials;
     log?.info(
       {
         socket: opts.socket,
@@ -326,16 +248,8 @@ export async function serveKms(opts: KmsServeOptions & { log?: Logger }): Promis
     });
     const close = (): Promise<void> => {
       closing ??= (async () => {
-        await new Promise<void>((resolve) => {
-          s.close(() => resolve());
-          s.closeIdleConnections();
-        });
+        await server.close();
         await engine.close();
-        try {
-          if ((await lstat(opts.socket)).ino === ino) await rm(opts.socket, { force: true });
-        } catch {
-          // Already gone.
-        }
         log?.info({ socket: opts.socket }, "key service stopped");
         markClosed();
       })();
@@ -354,8 +268,7 @@ export async function serveKms(opts: KmsServeOptions & { log?: Logger }): Promis
       closed,
     };
   } catch (err) {
-    server?.close();
     await engine.close();
-    throw err;
+    throw asKmsError(err);
   }
 }

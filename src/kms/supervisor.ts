@@ -1,6 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../lib/log.ts";
+import { type Child, type Supervised, supervise } from "../service/supervisor.ts";
 import { KmsClient } from "./client.ts";
 import { kmsError } from "./errors.ts";
 
@@ -30,7 +30,7 @@ export interface KmsProcess {
   readonly pid: number | undefined;
   /** How many times the service was restarted after dying. */
   readonly restarts: number;
-  /** Resolves once the current (or restarting) service answers on its socket. */
+  /** Resolves once the current (or restarting) service answers on its socket; rejects once stopped. */
   ready(): Promise<void>;
   /** Stops the service (SIGTERM, then SIGKILL after 5 s) and does not restart it. Idempotent. */
   stop(): Promise<void>;
@@ -60,15 +60,15 @@ export function kmsCommand(
 }
 
 /** Waits `ms`, or less when `signal` aborts. */
-const sleep = (ms: number, signal?: AbortSignal) =>
+const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const done = () => {
       clearTimeout(t);
-      signal?.removeEventListener("abort", done);
+      signal.removeEventListener("abort", done);
       resolve();
     };
     const t = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
+    signal.addEventListener("abort", done, { once: true });
   });
 
 /**
@@ -76,120 +76,64 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  * backoff: 0.25 s doubling to 10 s, reset after 60 s of life) whenever it dies. The child exits by
  * itself when this process dies (its stdin pipe closes), so a killed control plane never leaves a
  * service holding the store. Throws when the first start fails, with the service's last output.
+ * The spawning, restarting and stopping are the service kit's (src/service/supervisor.ts).
  */
 export async function startKmsProcess(opts: KmsProcessOptions): Promise<KmsProcess> {
-  const argv = [...kmsCommand(opts), "--exit-with-stdin"];
   const client = new KmsClient(opts.socket);
   const readyTimeoutMs = opts.readyTimeoutMs ?? 30_000;
-  const stopper = new AbortController();
-  let child: ChildProcess | undefined;
-  let restarts = 0;
-  let failures = 0;
-  let tail = "";
-  let readyP: Promise<void> = Promise.resolve();
-  let stopping: Promise<void> | undefined;
+  const withTail = (c: Child) => `:\n${c.tail(8)}`;
 
-  const spawnOnce = (): ChildProcess => {
-    const c = spawn(argv[0]!, argv.slice(1), { stdio: ["pipe", "pipe", "pipe"], env: process.env });
-    const keep = (d: Buffer) => {
-      tail = (tail + d.toString("utf8")).slice(-4000);
-      if (opts.output !== "ignore") process.stderr.write(d);
-    };
-    c.stdout!.on("data", keep);
-    c.stderr!.on("data", keep);
-    c.stdin!.on("error", () => {});
-    return c;
-  };
-
-  const waitReady = async (c: ChildProcess): Promise<void> => {
-    const deadline = Date.now() + readyTimeoutMs;
-    let exited = c.exitCode !== null || c.signalCode !== null;
-    const onExit = () => {
-      exited = true;
-    };
-    c.once("exit", onExit);
-    try {
-      while (!stopper.signal.aborted) {
-        if (exited) {
-          throw kmsError(
-            "unavailable",
-            `the key service exited before it answered on ${opts.socket}:\n${tail.trim().split("\n").slice(-8).join("\n")}`,
-          );
-        }
-        try {
-          const h = await client.health();
-          if (h.pid === c.pid) return;
-        } catch {
-          // Not up yet.
-        }
-        if (Date.now() > deadline) {
-          throw kmsError(
-            "unavailable",
-            `the key service did not answer on ${opts.socket} within ${readyTimeoutMs} ms:\n${tail.trim().split("\n").slice(-8).join("\n")}`,
-          );
-        }
-        await sleep(100, stopper.signal);
+  /** Ready once the service answers its health call as this child (not a predecessor). */
+  const ready = async (c: Child, signal: AbortSignal): Promise<void> => {
+    while (!signal.aborted) {
+      if (c.ended) {
+        throw kmsError(
+          "unavailable",
+          `the key service exited before it answered on ${opts.socket}${withTail(c)}`,
+        );
       }
-    } finally {
-      c.off("exit", onExit);
+      try {
+        const h = await client.health({ signal });
+        if (h.pid === c.pid) return;
+      } catch {
+        // Not up yet.
+      }
+      await sleep(100, signal);
     }
   };
 
-  const supervise = (c: ChildProcess) => {
-    const startedAt = Date.now();
-    c.once("exit", (code, signal) => {
-      if (child === c) child = undefined;
-      if (stopper.signal.aborted) return;
-      if (Date.now() - startedAt > 60_000) failures = 0;
-      const delay = Math.min(10_000, 250 * 2 ** failures);
-      failures++;
-      restarts++;
-      opts.log?.warn({ code, signal, restartInMs: delay, restarts }, "key service died; restarting it");
-      opts.onRestart?.({ code, signal, restarts });
-      readyP = (async () => {
-        await sleep(delay, stopper.signal);
-        while (!stopper.signal.aborted) {
-          const next = spawnOnce();
-          child = next;
-          supervise(next);
-          try {
-            await waitReady(next);
-            return;
-          } catch (err) {
-            opts.log?.error({ err: (err as Error).message }, "key service restart failed");
-            // supervise() of `next` schedules the next attempt when it exits.
-            if (next.exitCode === null && next.signalCode === null) next.kill("SIGKILL");
-            return;
-          }
-        }
-      })();
-    });
-  };
-
-  const first = spawnOnce();
-  child = first;
+  let proc: Supervised<void>;
   try {
-    await waitReady(first);
+    proc = await supervise<void>({
+      name: "key service",
+      argv: [...kmsCommand(opts), "--exit-with-stdin"],
+      stdin: "pipe",
+      stdout: "output",
+      output: opts.output ?? "inherit",
+      tailChars: 4000,
+      ready,
+      readyTimeoutMs,
+      timeoutError: (ms, c) =>
+        kmsError(
+          "unavailable",
+          `the key service did not answer on ${opts.socket} within ${ms} ms${withTail(c)}`,
+        ),
+      restart: { initialMs: 250, maxMs: 10_000, resetAfterMs: 60_000 },
+      graceMs: 5000,
+      ...(opts.log ? { log: opts.log } : {}),
+      onRestart: (i) => opts.onRestart?.({ code: i.code, signal: i.signal, restarts: i.restarts }),
+    });
   } catch (err) {
-    stopper.abort();
-    first.kill("SIGKILL");
     await client.close();
     throw err;
   }
-  supervise(first);
-  opts.log?.info({ pid: first.pid, socket: opts.socket }, "key service started");
+  opts.log?.info({ pid: proc.pid, socket: opts.socket }, "key service started");
 
+  let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      stopper.abort();
       await client.close();
-      const c = child;
-      if (!c || c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
-      c.kill("SIGTERM");
-      const t = setTimeout(() => c.kill("SIGKILL"), 5000);
-      await exited;
-      clearTimeout(t);
+      await proc.stop();
     })();
     return stopping;
   };
@@ -202,12 +146,12 @@ export async function startKmsProcess(opts: KmsProcessOptions): Promise<KmsProce
     socket: opts.socket,
     client,
     get pid() {
-      return child?.pid;
+      return proc.pid;
     },
     get restarts() {
-      return restarts;
+      return proc.restarts;
     },
-    ready: () => readyP,
+    ready: () => proc.ready(),
     stop,
   };
 }

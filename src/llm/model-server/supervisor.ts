@@ -1,6 +1,6 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../../lib/log.ts";
+import { type Child, type SupervisorState, supervise } from "../../service/supervisor.ts";
 import { ModelServerError } from "./errors.ts";
 import { API_KEY_ENV, EXIT_FATAL, type ListeningLine, parseStatusLine } from "./protocol.ts";
 import { parseListenAddress } from "./server.ts";
@@ -59,7 +59,7 @@ export interface ModelServerProcessOptions {
   onFatal?: (err: ModelServerError) => void;
 }
 
-export type ModelServerState = "starting" | "running" | "restarting" | "failed" | "stopped";
+export type ModelServerState = SupervisorState;
 
 export interface ModelServerProcess {
   /** Base URL of the API (`http://host:port/v1`) of the latest start. */
@@ -119,33 +119,11 @@ export function modelServerCommand(
   return argv;
 }
 
-/** Waits `ms`, or less when `signal` aborts. */
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (err: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  promise.catch(() => {}); // Observed through ready(); never an unhandled rejection.
-  return { promise, resolve, reject };
+/** A ModelServerError for whatever the kit's supervisor gave up with. */
+function asModelServerError(err: unknown): ModelServerError {
+  return err instanceof ModelServerError
+    ? err
+    : new ModelServerError("internal", err instanceof Error ? err.message : String(err));
 }
 
 /**
@@ -155,196 +133,89 @@ function deferred(): Deferred {
  * EXIT_FATAL and says why) is not retried: the state becomes "failed", ready() rejects with the
  * reason and onFatal is called. The child exits by itself when this process dies (its stdin pipe
  * closes). Throws ModelServerError when the first start fails, with the server's own message.
+ * The spawning, restarting and stopping are the service kit's (src/service/supervisor.ts).
  */
 export async function startModelServerProcess(opts: ModelServerProcessOptions): Promise<ModelServerProcess> {
   const argv = [...(opts.wrap ?? []), ...modelServerCommand(opts), "--exit-with-stdin"];
-  const readyTimeoutMs = opts.readyTimeoutMs ?? 120_000;
   const backoff = opts.backoff ?? { initialMs: 250, maxMs: 10_000 };
-  const stopper = new AbortController();
   const env = { ...(opts.env ?? process.env) };
   if (opts.apiKey) env[API_KEY_ENV] = opts.apiKey;
   else delete env[API_KEY_ENV];
+  const lastLines = (c: Child) => {
+    const t = c.tail(8);
+    return t ? `:\n${t}` : "";
+  };
 
-  let child: ChildProcess | undefined;
-  let listening: ListeningLine | undefined;
-  let state: ModelServerState = "starting";
-  let failure: ModelServerError | undefined;
-  let restarts = 0;
-  let readiness = deferred();
-  let stopping: Promise<void> | undefined;
-
-  const spawnChild = () => {
-    const [cmd, ...args] = argv;
-    const c = spawn(cmd!, args, { stdio: ["pipe", "pipe", "pipe"], env });
-    let tail = "";
-    c.stderr!.setEncoding("utf8").on("data", (d: string) => {
-      tail = (tail + d).slice(-8000);
-      if (typeof opts.output === "function") opts.output(d);
-      else if (opts.output !== "ignore") process.stderr.write(d);
-    });
-    c.stdin!.on("error", () => {});
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      // "close", not "exit": stdout is fully read by then, so a fatal line is never missed.
-      c.once("close", (code, signal) => resolve({ code, signal }));
-      c.once("error", () => resolve({ code: null, signal: null }));
-    });
-    // Resolves with the listening line; rejects with a ModelServerError saying why not.
-    const started = new Promise<ListeningLine>((resolve, reject) => {
-      let buf = "";
+  /** Resolves with the listening line; rejects with a ModelServerError saying why not. */
+  const ready = (c: Child): Promise<ListeningLine> =>
+    new Promise<ListeningLine>((resolve, reject) => {
       let fatal: ModelServerError | undefined;
-      const timer = setTimeout(() => {
-        reject(
-          new ModelServerError(
-            "unavailable",
-            `the model server did not listen within ${readyTimeoutMs} ms${lastLines()}`,
-          ),
-        );
-      }, readyTimeoutMs);
-      const lastLines = () => {
-        const t = tail.trim().split("\n").slice(-8).join("\n");
-        return t ? `:\n${t}` : "";
-      };
-      c.stdout!.setEncoding("utf8").on("data", (d: string) => {
-        buf += d;
-        for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
-          const line = parseStatusLine(buf.slice(0, nl));
-          buf = buf.slice(nl + 1);
-          if (line?.event === "listening") {
-            clearTimeout(timer);
-            resolve(line);
-          } else if (line?.event === "fatal") {
-            fatal = new ModelServerError(line.reason, line.message);
-          }
-        }
+      c.onLine((text) => {
+        const line = parseStatusLine(text);
+        if (line?.event === "listening") resolve(line);
+        else if (line?.event === "fatal") fatal = new ModelServerError(line.reason, line.message);
       });
-      void exited.then(({ code, signal }) => {
-        clearTimeout(timer);
+      // `exited` settles after stdout is fully read, so a fatal line is never missed.
+      void c.exited.then(({ code, signal }) => {
         if (fatal && code === EXIT_FATAL) reject(fatal);
         else if (code === EXIT_FATAL)
-          reject(new ModelServerError("invalid_request", `the model server refused to start${lastLines()}`));
+          reject(new ModelServerError("invalid_request", `the model server refused to start${lastLines(c)}`));
         else {
           reject(
             new ModelServerError(
               "unavailable",
-              `the model server exited (${signal ?? `status ${code}`}) before it listened${fatal ? `: ${fatal.message}` : lastLines()}`,
+              `the model server exited (${signal ?? `status ${code}`}) before it listened${fatal ? `: ${fatal.message}` : lastLines(c)}`,
             ),
           );
         }
       });
     });
-    started.catch(() => {});
-    return { c, exited, started };
-  };
 
-  const kill = async (c: ChildProcess, exited: Promise<unknown>) => {
-    if (c.exitCode !== null || c.signalCode !== null) return;
-    c.kill("SIGTERM");
-    const t = setTimeout(() => c.kill("SIGKILL"), 5000);
-    await exited;
-    clearTimeout(t);
-  };
-
-  const first = spawnChild();
-  child = first.c;
-  try {
-    listening = await first.started;
-  } catch (err) {
-    stopper.abort();
-    await kill(first.c, first.exited);
-    state = "failed";
-    throw err;
-  }
-  state = "running";
-  readiness.resolve();
-  opts.log?.info({ pid: first.c.pid, url: listening.url, model: listening.model }, "model server started");
-
-  // Supervise: restart on death with backoff; stop for good on a fatal start.
-  void (async () => {
-    let current = first;
-    let startedAt = Date.now();
-    let failures = 0;
-    for (;;) {
-      const { code, signal } = await current.exited;
-      if (child === current.c) child = undefined;
-      if (stopper.signal.aborted) return;
-      if (Date.now() - startedAt > 60_000) failures = 0;
-      const delayMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** failures);
-      failures++;
-      restarts++;
-      state = "restarting";
-      readiness = deferred();
-      opts.log?.warn({ code, signal, restartInMs: delayMs, restarts }, "model server died; restarting it");
-      opts.onRestart?.({ code, signal, restarts, delayMs });
-      await sleep(delayMs, stopper.signal);
-      if (stopper.signal.aborted) return;
-      current = spawnChild();
-      child = current.c;
-      try {
-        listening = await current.started;
-        startedAt = Date.now();
-        state = "running";
-        readiness.resolve();
-        opts.log?.info({ pid: current.c.pid, url: listening.url, restarts }, "model server restarted");
-      } catch (err) {
-        const e = err instanceof ModelServerError ? err : new ModelServerError("internal", String(err));
-        if (e.reason !== "unavailable") {
-          // It told us why, and a restart would fail the same way: give up, do not spin.
-          await kill(current.c, current.exited);
-          if (child === current.c) child = undefined;
-          state = "failed";
-          failure = e;
-          readiness.reject(e);
-          opts.log?.error({ reason: e.reason, err: e.message }, "model server failed; not restarting it");
-          opts.onFatal?.(e);
-          return;
-        }
-        opts.log?.error({ err: e.message }, "model server restart failed");
-        await kill(current.c, current.exited); // The loop then waits for its exit and backs off.
-      }
-    }
-  })();
-
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      stopper.abort();
-      if (state !== "failed") state = "stopped";
-      readiness.reject(new ModelServerError("unavailable", "the model server was stopped"));
-      const c = child;
-      if (c)
-        await kill(
-          c,
-          new Promise<void>((resolve) =>
-            c.exitCode !== null || c.signalCode !== null ? resolve() : c.once("exit", () => resolve()),
-          ),
-        );
-    })();
-    return stopping;
-  };
-  if (opts.signal) {
-    if (opts.signal.aborted) await stop();
-    else opts.signal.addEventListener("abort", () => void stop(), { once: true });
-  }
+  const sup = await supervise<ListeningLine>({
+    name: "model server",
+    argv,
+    env,
+    stdin: "pipe",
+    stdout: "lines",
+    output: opts.output ?? "inherit",
+    tailChars: 8000,
+    ready,
+    readyTimeoutMs: opts.readyTimeoutMs ?? 120_000,
+    timeoutError: (ms, c) =>
+      new ModelServerError("unavailable", `the model server did not listen within ${ms} ms${lastLines(c)}`),
+    stoppedError: () => new ModelServerError("unavailable", "the model server was stopped"),
+    restart: { initialMs: backoff.initialMs, maxMs: backoff.maxMs, resetAfterMs: 60_000 },
+    // It told us why, and a restart would fail the same way: give up, do not spin.
+    isFatal: (err) => asModelServerError(err).reason !== "unavailable",
+    graceMs: 5000,
+    ...(opts.log ? { log: opts.log } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+    onRestart: (i) =>
+      opts.onRestart?.({ code: i.code, signal: i.signal, restarts: i.restarts, delayMs: i.delayMs }),
+    onFatal: (err) => opts.onFatal?.(asModelServerError(err)),
+  });
+  opts.log?.info({ pid: sup.pid, url: sup.value.url, model: sup.value.model }, "model server started");
 
   return {
     get url() {
-      return listening!.url;
+      return sup.value.url;
     },
     get port() {
-      return listening!.port;
+      return sup.value.port;
     },
     get pid() {
-      return child?.pid;
+      return sup.pid;
     },
     get restarts() {
-      return restarts;
+      return sup.restarts;
     },
     get state() {
-      return state;
+      return sup.state;
     },
     get failure() {
-      return failure;
+      return sup.failure === undefined ? undefined : asModelServerError(sup.failure);
     },
-    ready: () => readiness.promise,
-    stop,
+    ready: () => sup.ready(),
+    stop: () => sup.stop(),
   };
 }

@@ -44,9 +44,22 @@ export async function peerCredentialsAvailable(): Promise<boolean> {
 
 /**
  * The uid, gid and pid of the process that connected `socket` (an accepted unix socket), or null
- * when they cannot be read. The pid is the connecting process at connect time.
+ * when they cannot be read. The pid is the connecting process at connect time. Read once per
+ * connection and remembered.
  */
-export async function peerCredentials(socket: Socket): Promise<PeerCredentials | null> {
+export function peerCredentials(socket: Socket): Promise<PeerCredentials | null> {
+  let p = cache.get(socket);
+  if (!p) {
+    p = readPeerCredentials(socket);
+    cache.set(socket, p);
+  }
+  return p;
+}
+
+/** Read once per connection: the peer of an accepted socket never changes. */
+const cache = new WeakMap<Socket, Promise<PeerCredentials | null>>();
+
+async function readPeerCredentials(socket: Socket): Promise<PeerCredentials | null> {
   const fn = await getsockopt();
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   if (!fn || typeof fd !== "number" || fd < 0) return null;
