@@ -19,48 +19,18 @@ import { readMounts } from "../src/runtime/linux/volume/mounts.ts";
 import { LocalVolumes } from "../src/runtime/linux/volume/volume.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
 import { EncryptedTenantVolumes } from "../src/runtime/volumes/encrypted.ts";
+import { volumeSkipReason } from "./fixtures/volumes.ts";
 
 const MiB = 1024 * 1024;
 let root = "";
 let skipReason: string | undefined;
 let vols: LocalVolumes;
 
-async function probe(): Promise<string | undefined> {
-  if (process.getuid?.() !== 0) return "needs root (loop devices, mount, fscrypt ioctls)";
-  if (!existsSync("/dev/loop-control"))
-    return "no loop devices: /dev/loop-control is missing (modprobe loop)";
-  if (!existsSync("/sys/fs/ext4/features/encryption")) {
-    return "this kernel's ext4 has no encryption support (CONFIG_FS_ENCRYPTION is off)";
-  }
-  try {
-    await execFile(["mkfs.ext4", "-V"]);
-  } catch {
-    return "mkfs.ext4 is missing (Debian package e2fsprogs)";
-  }
-  try {
-    await import("koffi");
-  } catch {
-    return "the koffi FFI package is not installed (run npm ci)";
-  }
-  // /dev/loop-control can exist where loop devices cannot be used (some containers): try one.
-  const img = join(root, "probe.img");
-  await writeFile(img, Buffer.alloc(MiB));
-  try {
-    const dev = (await execFile(["losetup", "--find", "--show", img])).trim();
-    await execFile(["losetup", "--detach", dev]);
-  } catch (err) {
-    return `cannot attach a loop device here: ${(err as Error).message.split("\n").at(-1)}`;
-  } finally {
-    await rm(img, { force: true });
-  }
-  return undefined;
-}
-
 before(async () => {
   root = await mkdtemp(join(tmpdir(), "clawkeep-volume-"));
   // Tenant uids must be able to pass through to their own directories (Starter pool test).
   await chmod(root, 0o711);
-  skipReason = await probe();
+  skipReason = await volumeSkipReason(root);
   if (skipReason) process.stderr.write(`\n# SKIPPING volume tests: ${skipReason}\n\n`);
   vols = new LocalVolumes({ imagesRoot: join(root, "images"), mountsRoot: join(root, "mnt") });
 });
