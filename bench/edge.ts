@@ -34,6 +34,7 @@ import { gatewayArgs, renderGatewayEnv, renderOpenClawConfigFile } from "../src/
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
 import { bareGatewayDirs } from "./profile.ts";
+import { LISTEN_AND_PRINT_PORT } from "./support.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -70,12 +71,7 @@ const s = createServer((req, res) => {
   });
 });
 s.keepAliveTimeout = 65000;
-// Ports 20000-40000 belong to tenant gateways: pick one above.
-const tryListen = () => s.listen(41000 + Math.floor(Math.random() * 19000), "127.0.0.1");
-s.on("error", (err) => { if (err.code === "EADDRINUSE") tryListen(); else throw err; });
-s.on("listening", () => console.log(JSON.stringify({ port: s.address().port })));
-tryListen();
-`;
+${LISTEN_AND_PRINT_PORT}`;
 
 async function freePort(): Promise<number> {
   for (;;) {

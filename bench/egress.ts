@@ -13,6 +13,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderEgressConfig } from "../src/egress/config.ts";
 import { type EgressProcess, startEgressProcess } from "../src/egress/process.ts";
+import { LISTEN_AND_PRINT_PORT, opsPerSecond } from "./support.ts";
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,12 +40,7 @@ const s = createServer((req, res) => {
   res.end(small);
 });
 s.keepAliveTimeout = 60000;
-// Ports 20000-40000 belong to tenant gateways: pick one above.
-const tryListen = () => s.listen(41000 + Math.floor(Math.random() * 19000), "127.0.0.1");
-s.on("error", (err) => { if (err.code === "EADDRINUSE") tryListen(); else throw err; });
-s.on("listening", () => console.log(JSON.stringify({ port: s.address().port })));
-tryListen();
-`;
+${LISTEN_AND_PRINT_PORT}`;
 
 /** A minimal HTTP/1.1 client on one socket: responses must carry content-length. */
 class RawConn {
@@ -181,20 +177,7 @@ async function latency(mode: Mode, t: Target): Promise<{ p50: number; p99: numbe
   return { p50: percentile(samples, 50), p99: percentile(samples, 99) };
 }
 
-async function throughput(run: () => Promise<void>): Promise<number> {
-  const end = performance.now() + SECONDS * 1000;
-  let done = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (performance.now() < end) {
-        await run();
-        done++;
-      }
-    }),
-  );
-  return done / ((performance.now() - start) / 1000);
-}
+const throughput = (run: () => Promise<void>) => opsPerSecond(run, SECONDS * 1000, CONCURRENCY);
 
 async function keepAliveThroughput(mode: "direct" | "proxy-connect", t: Target): Promise<number> {
   const conns = await Promise.all(Array.from({ length: CONCURRENCY }, () => persistent(mode, t)));

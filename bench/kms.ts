@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { KmsEngine } from "../src/kms/engine.ts";
 import { unwrapKey, type WrapContext, wrapKey } from "../src/kms/format.ts";
 import { startKmsProcess } from "../src/kms/supervisor.ts";
+import { opsPerSecond } from "./support.ts";
 
 const SLICE_MS = 2000;
 const ROUNDS = 3;
@@ -18,18 +19,7 @@ const ROUNDS = 3;
 /** Runs `op` with `concurrency` callers for `ms`; returns operations per second. */
 async function rate(op: () => unknown, ms: number, concurrency = 1): Promise<number> {
   for (let i = 0; i < 20; i++) await op();
-  let n = 0;
-  const t0 = performance.now();
-  const end = t0 + ms;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        await op();
-        n++;
-      }
-    }),
-  );
-  return n / ((performance.now() - t0) / 1000);
+  return opsPerSecond(op, ms, concurrency);
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
