@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { AuthError, ClawkeepError, ConflictError, NotFoundError } from "../core/errors.ts";
-import { planFor } from "../core/plans.ts";
+import { type PlanLimits, planFor, planLimits } from "../core/plans.ts";
 import {
   newTenant,
   parseNewTenantName,
@@ -32,14 +32,7 @@ export interface TenantView {
   gatewayUrl: string;
   /** https://<name>.<domain>/ through the edge (TLS 1.3, WAF), or null without an edge. */
   publicUrl: string | null;
-  plan: {
-    memoryBytes: number;
-    cpus: number;
-    pids: number;
-    volumeBytes: number;
-    egress: boolean;
-    localModel: boolean;
-  };
+  plan: PlanLimits;
   isolation: string;
 }
 
@@ -156,14 +149,7 @@ export class TenantService {
       reason: t.reason,
       gatewayUrl: this.deps.driver.urlFor(this.deps.specs(t)),
       publicUrl: this.deps.publicUrl?.(t.name) ?? null,
-      plan: {
-        memoryBytes: plan.memoryBytes,
-        cpus: plan.cpus,
-        pids: plan.pids,
-        volumeBytes: plan.volumeBytes,
-        egress: plan.egress,
-        localModel: plan.localModel,
-      },
+      plan: planLimits(plan),
       isolation: this.deps.driver.kind === "host" ? HOST_ONLY : ISOLATION_BY_TIER[t.tier],
     };
   }

@@ -15,6 +15,15 @@ export interface Plan {
   localModel: boolean;
 }
 
+/** What a plan grants, without the tier it belongs to (as the API shows it on a tenant). */
+export type PlanLimits = Omit<Plan, "tier">;
+
+/** The limits of `plan`, every field but `tier`, in the plan's order. */
+export function planLimits(plan: Plan): PlanLimits {
+  const { tier: _tier, ...limits } = plan;
+  return limits;
+}
+
 const GiB = 1024 ** 3;
 
 export const PLANS: Record<Tier, Plan> = {
