@@ -17,8 +17,40 @@ async function withPlane(
   } finally {
     await cp.reconciler.stop();
     await (cp.driver as FakeDriver).closeAll();
+    await cp.kms.close();
   }
 }
+
+test("sign-up makes the tenant's key tree, its token sealed under it (control: a tenant never signed up has none)", async () => {
+  await withPlane({}, async (cp) => {
+    const { tenant } = await cp.tenants.create({ name: "keyed", tier: "premium" });
+    assert.deepEqual(cp.kms.callsOf("createTenantKeys"), [tenant.id]);
+    const info = await cp.kms.describeTenant(tenant.id);
+    assert.equal(info.tier, "premium");
+    assert.equal(info.kek.scope, "tenant");
+    await assert.rejects(cp.kms.describeTenant("tnt_never"), /has no keys/);
+    assert.equal((await cp.kms.getVolumeKey(tenant.id)).length, 64);
+  });
+});
+
+test("deleting a tenant destroys its keys in the key service; its neighbour's stay (control: before the delete they open)", async () => {
+  await withPlane({}, async (cp) => {
+    const { tenant } = await cp.tenants.create({ name: "doomed", tier: "starter" });
+    const { tenant: other } = await cp.tenants.create({ name: "stays", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("doomed")?.actual === "running", 5000, "doomed running");
+    assert.equal(
+      (await cp.kms.getVolumeKey(tenant.id)).length,
+      64,
+      "control: the keys open before the delete",
+    );
+    cp.tenants.delete({ kind: "operator" }, "doomed");
+    await eventually(() => cp.store.get("doomed") === undefined, 5000, "doomed deleted");
+    assert.deepEqual(cp.kms.callsOf("destroyTenant"), [tenant.id]);
+    await assert.rejects(cp.kms.getVolumeKey(tenant.id), /destroyed/);
+    assert.equal((await cp.kms.getVolumeKey(other.id)).length, 64, "the neighbour's keys are untouched");
+  });
+});
 
 test("a new tenant is created, started and marked running once its gateway is ready", async () => {
   await withPlane({}, async (cp) => {

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { test } from "node:test";
 import { KmsError, type KmsFailure } from "./errors.ts";
 import type { TenantKeyService } from "./service.types.ts";
+import type { KeyService } from "./types.ts";
 
 /** Asserts that `p` rejects with a KmsError of this reason (and, optionally, a message matching `re`). */
 export async function rejectsWith(p: Promise<unknown>, reason: KmsFailure, re?: RegExp): Promise<void> {
@@ -16,11 +17,77 @@ export async function rejectsWith(p: Promise<unknown>, reason: KmsFailure, re?: 
 }
 
 /**
- * The behaviour every TenantKeyService promises (service.types.ts), as one suite: the in-process
- * engine and the client talking to the real service process both run it. `svc()` returns the
+ * The behaviour every KeyService promises (types.ts), as one suite: sealed values open only for
+ * their tenant and purpose, bad input gives the failure's reason, and after destroyTenant the
+ * tenant's values never open again while other tenants' do. LocalKeyService runs it as it is;
+ * every TenantKeyService runs it through keyServiceConformance, with `provision` making each
+ * tenant's key tree first.
+ */
+export function sealingConformance(
+  label: string,
+  svc: () => KeyService,
+  provision: (tenantId: string) => Promise<void> = async () => {},
+): void {
+  const id = (what: string) => `tnt_${what}_${randomBytes(4).toString("hex")}`;
+  const ctx = (tenantId: string) => ({ tenantId, purpose: "gateway-token" });
+
+  test(`${label}: a sealed value opens for its tenant and purpose only`, async () => {
+    const k = svc();
+    const [a, b] = [id("sa"), id("sb")];
+    await provision(a);
+    await provision(b);
+    const secret = Buffer.from(`secret-${randomBytes(8).toString("hex")}`);
+    const sealed = await k.seal(secret, ctx(a));
+    assert.ok(!sealed.includes(secret), "the sealed form does not contain the plaintext");
+    assert.deepEqual(await k.unseal(sealed, ctx(a)), secret);
+    await rejectsWith(k.unseal(sealed, { ...ctx(a), purpose: "other" }), "not_authentic");
+    await assert.rejects(k.unseal(sealed, ctx(b)), KmsError, "another tenant cannot open it");
+    assert.deepEqual(await k.unseal(await k.seal(Buffer.alloc(0), ctx(a)), ctx(a)), Buffer.alloc(0));
+  });
+
+  test(`${label}: truncated and tampered values are refused with their reason`, async () => {
+    const k = svc();
+    const t = id("st");
+    await provision(t);
+    const sealed = await k.seal(Buffer.from("hello world"), ctx(t));
+    await rejectsWith(k.unseal(sealed.subarray(0, 10), ctx(t)), "truncated");
+    const tampered = Buffer.from(sealed);
+    tampered[tampered.length - 1]! ^= 1;
+    await rejectsWith(k.unseal(tampered, ctx(t)), "not_authentic");
+    await rejectsWith(
+      k.unseal(Buffer.from("XXXX0000000000000000000000000000000000000000000000"), ctx(t)),
+      "unknown_format",
+    );
+  });
+
+  test(`${label}: after destroyTenant the tenant's values never open and nothing is sealed for it; others are untouched`, async () => {
+    const k = svc();
+    const [gone, kept] = [id("sd"), id("sk")];
+    await provision(gone);
+    await provision(kept);
+    const sealedGone = await k.seal(Buffer.from("gone"), ctx(gone));
+    const sealedKept = await k.seal(Buffer.from("kept"), ctx(kept));
+    // Control: before the destroy the value opens.
+    assert.equal((await k.unseal(sealedGone, ctx(gone))).toString(), "gone");
+    await k.destroyTenant(gone);
+    await k.destroyTenant(gone);
+    await k.destroyTenant(id("never"));
+    await rejectsWith(k.unseal(sealedGone, ctx(gone)), "tenant_destroyed");
+    await rejectsWith(k.seal(Buffer.from("x"), ctx(gone)), "tenant_destroyed");
+    assert.equal((await k.unseal(sealedKept, ctx(kept))).toString(), "kept");
+  });
+}
+
+/**
+ * The behaviour every TenantKeyService promises (service.types.ts), as one suite, the sealing
+ * rules included: the in-process engine, the fake and the client talking to the real service
+ * process all run it. `svc()` returns the
  * implementation under test, set up before the suite's tests run.
  */
 export function keyServiceConformance(label: string, svc: () => TenantKeyService): void {
+  sealingConformance(label, svc, async (tenantId) => {
+    await svc().createTenantKeys(tenantId, "premium");
+  });
   const id = (what: string) => `tnt_${what}_${randomBytes(4).toString("hex")}`;
   const ctx = (tenantId: string) => ({ tenantId, purpose: "gateway-token" });
 

@@ -3,7 +3,10 @@ import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { sealingConformance } from "./conformance.ts";
 import { LocalKeyService, loadOrCreateRootKey } from "./local.ts";
+
+const shared = new LocalKeyService(Buffer.alloc(32, 9));
 
 const ctx = { tenantId: "tnt_a", purpose: "gateway-token" };
 
@@ -55,3 +58,6 @@ test("the root key file is created 0400 once and reused; a readable one is refus
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+// The KeyService rules every implementation keeps (conformance.ts), this one included.
+sealingConformance("local key service", () => shared);

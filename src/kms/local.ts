@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
 import { mkdir, open, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { KmsError } from "./errors.ts";
+import { KmsError, kmsError } from "./errors.ts";
 import type { KeyService, SealContext } from "./types.ts";
 
 /**
@@ -50,10 +50,18 @@ export async function loadOrCreateRootKey(dir: string): Promise<Buffer> {
   return key;
 }
 
-/** A key service in the control plane's own process, backed by a root key file. */
+/**
+ * A key service in the control plane's own process, backed by a root key file: one key for every
+ * tenant, no key tree. No production path serves tenants with it any more: the isolated key
+ * service (engine.ts) does, and reads the values this one sealed (format CKS1) with it, checking
+ * its own tombstones first. destroyTenant() keeps the contract's rule for this object's lifetime
+ * (its values for the tenant no longer open, nothing new is sealed for it); a single root key
+ * cannot be shredded per tenant, so lasting destruction is the key tree's.
+ */
 export class LocalKeyService implements KeyService {
   readonly #key: Buffer;
   readonly #keyId: Buffer;
+  readonly #destroyed = new Set<string>();
 
   constructor(rootKey: Buffer) {
     this.#key = Buffer.from(rootKey);
@@ -69,7 +77,13 @@ export class LocalKeyService implements KeyService {
     }
   }
 
+  #refuseDestroyed(tenantId: string): void {
+    if (this.#destroyed.has(tenantId))
+      throw kmsError("tenant_destroyed", `tenant ${tenantId}'s keys were destroyed`);
+  }
+
   async seal(plaintext: Buffer, ctx: SealContext): Promise<Buffer> {
+    this.#refuseDestroyed(ctx.tenantId);
     const iv = randomBytes(12);
     const cipher = createCipheriv("aes-256-gcm", this.#key, iv);
     cipher.setAAD(aad(this.#keyId, ctx));
@@ -78,12 +92,15 @@ export class LocalKeyService implements KeyService {
   }
 
   async unseal(sealed: Buffer, ctx: SealContext): Promise<Buffer> {
-    if (sealed.length < HEADER) throw new KmsError(`sealed value is truncated (${sealed.length} bytes)`);
+    this.#refuseDestroyed(ctx.tenantId);
+    if (sealed.length < HEADER)
+      throw kmsError("truncated", `sealed value is truncated (${sealed.length} bytes)`);
     if (!sealed.subarray(0, 4).equals(MAGIC))
-      throw new KmsError("sealed value has an unknown format version");
+      throw kmsError("unknown_format", "sealed value has an unknown format version");
     const keyId = sealed.subarray(4, 12);
     if (!keyId.equals(this.#keyId)) {
-      throw new KmsError(
+      throw kmsError(
+        "wrong_key_version",
         `sealed value names key ${keyId.toString("hex")}, which this key service does not hold`,
       );
     }
@@ -98,12 +115,14 @@ export class LocalKeyService implements KeyService {
       throw new KmsError(
         `sealed value does not authenticate for tenant ${ctx.tenantId} / ${ctx.purpose}`,
         err,
+        "not_authentic",
       );
     }
   }
 
-  async destroyTenant(_tenantId: string): Promise<void> {
-    // The local service has no per-tenant keys: the control plane deletes the sealed values.
+  /** From now on the tenant's sealed values do not open here, and nothing is sealed for it. Idempotent. */
+  async destroyTenant(tenantId: string): Promise<void> {
+    this.#destroyed.add(tenantId);
   }
 
   async close(): Promise<void> {

@@ -2,7 +2,7 @@ import { createApi } from "../control/api.ts";
 import { instanceSpecs } from "../control/instance-spec.ts";
 import { Reconciler } from "../control/reconciler.ts";
 import { type EgressReader, TenantService } from "../control/tenants.ts";
-import { LocalKeyService } from "../kms/local.ts";
+import { FakeKeyService } from "../kms/fake.ts";
 import { createLogger } from "../lib/log.ts";
 import { FakeDriver } from "../runtime/fake/driver.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
@@ -24,7 +24,9 @@ export function makeControlPlane(
 ) {
   const store = opts.store ?? new TenantStore(openDatabase(":memory:"));
   const driver = opts.driver ?? new FakeDriver();
-  const kms = new LocalKeyService(Buffer.alloc(32, 3));
+  // The real key tree, recording calls: a control plane that forgets to make or destroy a
+  // tenant's keys fails a test.
+  const kms = FakeKeyService.createNow();
   const log = createLogger("silent");
   const llm = { baseUrl: "http://127.0.0.1:9/v1", model: "m", apiKey: "k" };
   const specs = instanceSpecs({ llm });
