@@ -231,6 +231,12 @@ export async function supervise<T>(opts: SuperviseOptions<T>): Promise<Supervise
   let readiness = deferred();
   let stopping: Promise<void> | undefined;
   let started = false;
+  /** Rejects whoever waits now, and every later ready() call. */
+  const rejectReady = (err: unknown) => {
+    readiness.reject(err);
+    readiness = deferred();
+    readiness.reject(err);
+  };
   let markExited!: (e: ExitInfo) => void;
   const exited = new Promise<ExitInfo>((resolve) => {
     markExited = resolve;
@@ -282,7 +288,7 @@ export async function supervise<T>(opts: SuperviseOptions<T>): Promise<Supervise
   const giveUp = (err: Error) => {
     state = "failed";
     failure = err;
-    readiness.reject(err);
+    rejectReady(err);
     log?.error({ err: err.message }, `${opts.name} failed; not restarting it`);
     opts.onFatal?.(err);
     markExited({ code: null, signal: null });
@@ -292,7 +298,7 @@ export async function supervise<T>(opts: SuperviseOptions<T>): Promise<Supervise
     stopping ??= (async () => {
       stopper.abort();
       if (state !== "failed") state = "stopped";
-      readiness.reject(opts.stoppedError?.() ?? new ServiceError("stopped", `${opts.name} was stopped`));
+      rejectReady(opts.stoppedError?.() ?? new ServiceError("stopped", `${opts.name} was stopped`));
       const c = child;
       if (c) await kill(c, g);
       if (started) await exited;
@@ -326,7 +332,7 @@ export async function supervise<T>(opts: SuperviseOptions<T>): Promise<Supervise
       const policy = opts.restart;
       if (!policy) {
         state = "stopped";
-        readiness.reject(opts.stoppedError?.() ?? new ServiceError("stopped", `${opts.name} exited`));
+        rejectReady(opts.stoppedError?.() ?? new ServiceError("stopped", `${opts.name} exited`));
         return markExited(exit);
       }
       if (Date.now() - startedAt > (policy.resetAfterMs ?? 60_000)) failures = 0;

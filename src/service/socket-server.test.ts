@@ -1,0 +1,178 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { lstat, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { after, before, test } from "node:test";
+import { isServiceError } from "./errors.ts";
+import { peerCredentialsAvailable } from "./peer.ts";
+import { SocketClient } from "./socket-client.ts";
+import { readBody, type SocketHandler, sendError, sendJson, serveSocket } from "./socket-server.ts";
+
+let dir = "";
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "ck-svc-"));
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+let n = 0;
+const socketIn = (sub = `run${n++}`) => join(dir, sub, "s.sock");
+const hello: SocketHandler = (_req, res) => sendJson(res, 200, { hello: "world" });
+const client = (socketPath: string, timeoutMs?: number) =>
+  new SocketClient({ service: "the test service", socketPath, ...(timeoutMs ? { timeoutMs } : {}) });
+
+/** Leaves a dead socket at `path`: a child listens there and is SIGKILLed (nothing unlinks it). */
+export async function staleSocket(path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const script = `require("node:net").createServer().listen(${JSON.stringify(path)}, () => console.log("up"));`;
+  const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
+  const gone = new Promise((r) => child.once("exit", r));
+  child.kill("SIGKILL");
+  await gone;
+  assert.ok((await lstat(path)).isSocket(), "control: the dead child's socket is still there");
+}
+
+test("the socket is 0600 in a directory created 0700; close() removes it", async () => {
+  const socket = socketIn();
+  const s = await serveSocket({ service: "the test service", socket, handler: hello });
+  try {
+    assert.equal((await lstat(socket)).mode & 0o777, 0o600);
+    assert.ok((await lstat(socket)).isSocket());
+    assert.equal((await stat(join(socket, ".."))).mode & 0o777, 0o700);
+    assert.deepEqual(await client(socket).json("GET", "/"), { hello: "world" });
+  } finally {
+    await s.close();
+  }
+  await assert.rejects(stat(socket), /ENOENT/, "the socket is removed on close");
+  await s.closed;
+});
+
+test("a second server on a live socket is refused; a stale socket is replaced; a file is never replaced", async () => {
+  const socket = socketIn();
+  const first = await serveSocket({ service: "the test service", socket, handler: hello });
+  try {
+    await assert.rejects(
+      serveSocket({ service: "the test service", socket, handler: hello }),
+      (e: unknown) => isServiceError(e, "already_running") && /already listens on/.test(e.message),
+    );
+    assert.deepEqual(await client(socket).json("GET", "/"), { hello: "world" }, "the first is unharmed");
+  } finally {
+    await first.close();
+  }
+
+  const stale = socketIn();
+  await staleSocket(stale);
+  const replaced = await serveSocket({ service: "the test service", socket: stale, handler: hello });
+  try {
+    assert.deepEqual(
+      await client(stale).json("GET", "/"),
+      { hello: "world" },
+      "the stale socket was replaced",
+    );
+  } finally {
+    await replaced.close();
+  }
+
+  const file = socketIn();
+  await serveSocket({ service: "t", socket: file, handler: hello }).then((s) => s.close());
+  await writeFile(file, "not a socket");
+  await assert.rejects(
+    serveSocket({ service: "the test service", socket: file, handler: hello }),
+    (e: unknown) => isServiceError(e, "bad_socket_path") && /is not a socket/.test(e.message),
+  );
+});
+
+test("a uid outside allowedUids gets 403 with a typed error body; an allowed uid gets through", async (t) => {
+  if (!(await peerCredentialsAvailable())) {
+    t.skip("peer credentials cannot be read here (koffi or libc missing)");
+    return;
+  }
+  const me = process.getuid?.() ?? 0;
+  const refused: number[] = [];
+  const closed = serveSocket({
+    service: "the test service",
+    socket: socketIn(),
+    handler: hello,
+    allowedUids: [me + 12_345],
+    onRefused: (caller) => {
+      refused.push(caller.uid);
+      return undefined;
+    },
+  });
+  const open = serveSocket({
+    service: "the test service",
+    socket: socketIn(),
+    handler: hello,
+    allowedUids: [me],
+  });
+  const [no, yes] = await Promise.all([closed, open]);
+  try {
+    const r = await client(no.socket).request({ method: "GET", path: "/" });
+    assert.equal(r.status, 403);
+    const body = JSON.parse(r.body.toString()) as { error: { code: string; message: string } };
+    assert.equal(body.error.code, "forbidden");
+    assert.match(
+      body.error.message,
+      new RegExp(`uid ${me} \\(pid ${process.pid}\\) may not use the test service`),
+    );
+    assert.deepEqual(refused, [me]);
+    const ok = await client(yes.socket).request({ method: "GET", path: "/" });
+    assert.equal(ok.status, 200, "control: the allowed uid is served");
+  } finally {
+    await no.close();
+    await yes.close();
+  }
+});
+
+test("close() lets a call in flight finish; drainMs 0 cuts it", async () => {
+  const slow: SocketHandler = async (_req, res) => {
+    await new Promise((r) => setTimeout(r, 200));
+    sendJson(res, 200, { done: true });
+  };
+  const s = await serveSocket({ service: "the test service", socket: socketIn(), handler: slow });
+  const call = client(s.socket).json("GET", "/");
+  await new Promise((r) => setTimeout(r, 50));
+  await s.close();
+  assert.deepEqual(await call, { done: true });
+
+  const cut = await serveSocket({
+    service: "the test service",
+    socket: socketIn(),
+    handler: slow,
+    drainMs: 0,
+  });
+  const lost = assert.rejects(
+    client(cut.socket).json("GET", "/"),
+    (e: unknown) => isServiceError(e, "unreachable") || isServiceError(e, "connection_lost"),
+    "control: the cut call fails",
+  );
+  await new Promise((r) => setTimeout(r, 50));
+  await cut.close();
+  await lost;
+});
+
+test("readBody: a body over the limit is refused (drained so the error can be answered); one within is read", async () => {
+  const s = await serveSocket({
+    service: "the test service",
+    socket: socketIn(),
+    handler: async (req, res) => {
+      try {
+        const body = await readBody(req, 1024, undefined, { drain: true });
+        sendJson(res, 200, { size: body.length });
+      } catch (err) {
+        sendError(res, 413, { code: "invalid_request", message: (err as Error).message });
+      }
+    },
+  });
+  try {
+    const c = client(s.socket);
+    const big = await c.request({ method: "POST", path: "/", body: Buffer.alloc(4096, 1) });
+    assert.equal(big.status, 413);
+    assert.match(big.body.toString(), /larger than 1024 bytes/);
+    const small = await c.request({ method: "POST", path: "/", body: Buffer.alloc(1000, 1) });
+    assert.deepEqual(JSON.parse(small.body.toString()), { size: 1000 }, "control: within the limit");
+  } finally {
+    await s.close();
+  }
+});
