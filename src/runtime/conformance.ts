@@ -24,6 +24,11 @@ export interface DriverConformanceOptions {
   readyTimeoutMs?: number;
   /** How long a killed gateway may take to show as `exited` (default 30 s). */
   exitTimeoutMs?: number;
+  /**
+   * What the control plane does for a tenant before its driver sees it (its key tree in the key
+   * service), run before each spec's lifecycle.
+   */
+  provision?: (spec: InstanceSpec) => Promise<void>;
   /** Extra checks that nothing of the instance is left on the substrate. */
   leftovers?: (name: string) => Promise<string[]>;
   /**
@@ -98,6 +103,7 @@ export function driverConformance(opts: DriverConformanceOptions) {
 
     test(`${label}: aborted calls, lifecycle, crash, secrets and adoption`, async () => {
       const spec = named(s, i);
+      await opts.provision?.(spec);
       const d = opts.driver();
       try {
         // Abort: a long call given a signal that has already aborted rejects at once, runs nothing.

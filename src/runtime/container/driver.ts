@@ -429,6 +429,10 @@ export class ContainerDriver implements RuntimeDriver, Settles {
       }
       return this.status(name);
     }
+    // The model server of an earlier run (its container ended under it) goes with that run; its
+    // supervisor would otherwise retry against a container that is gone. This run starts its own.
+    await this.#models.get(name)?.stop();
+    this.#models.delete(name);
     if (cur.state !== "absent") await this.#oci.remove(this.#id(name));
     signal?.throwIfAborted();
 
