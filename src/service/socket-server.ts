@@ -6,8 +6,8 @@ import { ServiceError } from "./errors.ts";
 import { type PeerCredentials, peerCredentials, peerCredentialsAvailable } from "./peer.ts";
 
 /**
- * One way to serve a local service: HTTP/1.1 over a unix socket of mode 0600 in a directory of
- * mode 0700 (the socket's permissions are the first authentication; it is never on TCP), with the
+ * One way to serve a local service: HTTP/1.1 over a unix socket of mode 0600 in a directory
+ * created 0700 (the socket's permissions are the first authentication; it is never on TCP), with the
  * caller's uid checked through SO_PEERCRED where an allow-list is given. The handler is a plain
  * node request listener, so a hono app fits through `getRequestListener(app.fetch)`; each service
  * keeps its own routes and wire format.
