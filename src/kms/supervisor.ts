@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../lib/log.ts";
-import { type Child, type Supervised, supervise } from "../service/supervisor.ts";
+import { type Child, type Supervised, sleep, supervise } from "../service/supervisor.ts";
 import { KmsClient } from "./client.ts";
 import { kmsError } from "./errors.ts";
 
@@ -58,18 +58,6 @@ export function kmsCommand(
   for (const uid of o.allowedUids ?? []) argv.push("--allow-uid", String(uid));
   return argv;
 }
-
-/** Waits `ms`, or less when `signal` aborts. */
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 /**
  * Starts the key service as a child process, waits until its socket answers, and restarts it (with
