@@ -1,6 +1,7 @@
 import { chmod, chown, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { parseTenantName } from "../../core/tenant.ts";
+import { VolumeNotMountedError } from "../linux/volume/errors.ts";
 import type { LocalVolumes } from "../linux/volume/volume.ts";
 import type { InstanceSpec } from "../types.ts";
 import type { TenantVolumes } from "./types.ts";
@@ -82,9 +83,9 @@ export class StarterPoolVolumes implements TenantVolumes {
     await this.close(name).catch(() => {});
     await this.#o.volumes
       .removeTenantDir({ mountpoint: this.#o.mountpoint, parent: this.tenantsDir, name })
-      .catch((err: NodeJS.ErrnoException & { code?: string }) => {
+      .catch((err: unknown) => {
         // Not mounted: nothing of the tenant can be on it.
-        if (!/not mounted/i.test(String(err.message))) throw err;
+        if (!(err instanceof VolumeNotMountedError)) throw err;
       });
   }
 
