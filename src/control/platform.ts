@@ -182,10 +182,10 @@ export async function startPlatform(
         },
       });
       pools = sandbox.pools;
-      refreshEgress = () => sandbox.refreshEgress();
+      refreshEgress = () => sandbox.egress.refresh();
       cleanups.push(() => sandbox.close({ teardown }));
       driver = sandbox.driver;
-      egress = () => sandbox.egress().admin;
+      egress = () => sandbox.egress.admin;
       edgeSource = edgeAddress(sandbox.network);
     }
 

@@ -5,8 +5,8 @@ import type { Settings } from "../config/settings.ts";
 import { localModelResolver, type ModelService } from "../control/models.ts";
 import type { Plan } from "../core/plans.ts";
 import { renderEgressConfig } from "../egress/config.ts";
-import { type EgressProcess, startEgressProcess } from "../egress/process.ts";
 import type { PlatformUpstream } from "../egress/proxy.ts";
+import { type EgressService, startEgressService } from "../egress/service.ts";
 import type { TenantKeyService } from "../kms/service.types.ts";
 import type { Logger } from "../lib/log.ts";
 import type { OpenClawRuntime } from "../openclaw/runtime.ts";
@@ -18,7 +18,6 @@ import {
   cpuControllerRoot,
   scanTenantCgroups,
 } from "./cpu-guard.ts";
-import type { EgressRegistry } from "./linux/net/egress.types.ts";
 import { NetworkMembers } from "./linux/net/members.ts";
 import {
   DEFAULT_NETWORK,
@@ -40,9 +39,8 @@ export interface SandboxDrivers {
   pools: PoolDriver;
   containers: ContainerDriver;
   network: NetworkConfig;
-  egress: () => EgressProcess;
-  /** Pushes the policy again (an allowlist changed). */
-  refreshEgress(): Promise<void>;
+  /** The supervised egress proxy: its admin API (counters, logs), refresh() when an allowlist changed. */
+  egress: EgressService;
   /**
    * Stops the egress proxy. With teardown (tests, uninstall; only once every gateway is stopped):
    * also stops the Starter pools, unmounts their volumes and the secrets tmpfs, and removes the
@@ -141,26 +139,12 @@ export async function buildSandboxDrivers(o: {
     }),
     { mode: 0o600 },
   );
-  let proc = await startEgressProcess({ configPath });
-  let closing = false;
-  let lastTenants: Parameters<EgressRegistry["setTenants"]>[0] = [];
-  let policyQueue: Promise<void> = Promise.resolve();
-  const registry: EgressRegistry = {
-    proxyUrl: `http://${hostAddress(network)}:${network.egressPort}`,
-    setTenants(tenants) {
-      lastTenants = tenants;
-      // One at a time, each with the latest tenants and lists: a slow call never lands last with
-      // an older policy.
-      const run = policyQueue.then(() => proc.admin.setPolicy(policyOf(lastTenants)));
-      policyQueue = run.then(
-        () => {},
-        () => {},
-      );
-      return run.then(() => {});
-    },
-  };
-  function policyOf(tenants: Parameters<EgressRegistry["setTenants"]>[0]) {
-    return {
+  // Supervised: a proxy that dies is started again and given the latest policy (tenants' egress
+  // depends on it); policies go out one at a time, each with the latest tenants and lists.
+  const egress = await startEgressService({
+    configPath,
+    log,
+    policyOf: (tenants) => ({
       tenants: tenants.map((t) => ({
         name: t.tenant,
         addresses: [t.address],
@@ -168,103 +152,93 @@ export async function buildSandboxDrivers(o: {
         allow: t.airGapped ? [] : (o.egressAllow?.tenant(t.tenant) ?? []),
       })),
       operatorAllow: o.egressAllow?.operator() ?? settings.egress.allow,
+    }),
+  });
+  try {
+    return await buildDrivers(egress);
+  } catch (err) {
+    // Nothing half-made is left running: the drivers failed to come up, so the proxy goes too.
+    await egress.stop().catch(() => {});
+    throw err;
+  }
+
+  async function buildDrivers(egress: EgressService): Promise<SandboxDrivers> {
+    // One bridge, one ruleset, one proxy policy for both drivers; each replaces only its members.
+    const members = new NetworkMembers(network, egress, ["containers", "pools"]);
+    const containers = new ContainerDriver({
+      containersDir: join(settings.home, "containers"),
+      secretsDir: join(settings.runDir, "secrets"),
+      runtime,
+      oci: await detectOciRuntime(),
+      network,
+      volumes: new EncryptedTenantVolumes({ volumes, volumeKey }),
+      egress,
+      members,
+      idMapBase: settings.idMapBase,
+      cgroupParent: CONTAINERS_CGROUP,
+      // Enterprise's on-instance model from the registry, checked (header, size, checksum) before
+      // each use: a missing or corrupt file is a clear error on the tenant's status.
+      localModel: localModelResolver(o.models),
+      onModelFailure: (tenant, err) => o.onModelFailure?.(tenant, err),
+      log,
+    });
+    // Starter pools: slots, uid ranges and cgroups after the dedicated containers' own.
+    const pools = new PoolDriver({
+      poolsDir: join(settings.home, "pools"),
+      secretsDir: join(settings.runDir, "pool-secrets"),
+      runtime,
+      network: members,
+      storage: new EncryptedPoolStorage({
+        volumes,
+        sizeBytes: settings.starterPoolBytes,
+        volumeKey: (spec) => kms.getVolumeKey(spec.tenantId),
+      }),
+      idMapBase: settings.idMapBase + settings.maxSlots * 65536,
+      cgroupParent: POOLS_CGROUP,
+      poolSlots: { first: settings.maxSlots, count: settings.starterPoolsMax },
+      poolMemoryBytes: settings.starterPoolMemoryBytes,
+      log,
+    });
+
+    // What outlived an earlier control plane: rules and proxy policy back in force.
+    await containers.resync();
+    await pools.resync();
+
+    // Noisy neighbours: a tenant spinning at its CPU quota goes to the idle class until it calms.
+    const guard = new CpuGuard({
+      targets: () =>
+        scanTenantCgroups({
+          cpuRoot: cpuControllerRoot(),
+          containersParent: CONTAINERS_CGROUP,
+          poolsParent: POOLS_CGROUP,
+        }),
+      log,
+      onChange: (tenant, demoted, why) => o.onCpuClass?.(tenant, demoted, why),
+      quotas: o.planOf && cpuGuardQuotas(o.planOf),
+    });
+    if (settings.cpuGuard) guard.start();
+
+    return {
+      driver: new TieredDriver({ starter: pools, premium: containers, enterprise: containers }),
+      pools,
+      containers,
+      network,
+      egress,
+      async close(opts = {}) {
+        await guard.stop();
+        if (opts.teardown) {
+          await pools
+            .stopPools()
+            .catch((err: unknown) => log.warn({ err }, "stopping the starter pools failed"));
+          await pools.shutdown();
+          await containers.shutdown();
+        }
+        await egress.stop();
+        if (opts.teardown) {
+          await removeRuleset(network).catch(() => {});
+          await removeBridge(network).catch(() => {});
+        }
+      },
     };
   }
-  // A proxy that dies is started again with the policy it had: tenants' egress depends on it.
-  const watch = (p: EgressProcess): void => {
-    void p.exited.then(async (code) => {
-      if (closing) return;
-      log.error({ code, stderr: p.stderrTail() }, "egress proxy exited; restarting it");
-      await new Promise((r) => setTimeout(r, 1000));
-      if (closing) return;
-      try {
-        proc = await startEgressProcess({ configPath });
-        watch(proc);
-        await registry.setTenants(lastTenants);
-      } catch (err) {
-        log.error({ err }, "egress proxy restart failed");
-      }
-    });
-  };
-  watch(proc);
-
-  // One bridge, one ruleset, one proxy policy for both drivers; each replaces only its members.
-  const members = new NetworkMembers(network, registry, ["containers", "pools"]);
-  const containers = new ContainerDriver({
-    containersDir: join(settings.home, "containers"),
-    secretsDir: join(settings.runDir, "secrets"),
-    runtime,
-    oci: await detectOciRuntime(),
-    network,
-    volumes: new EncryptedTenantVolumes({ volumes, volumeKey }),
-    egress: registry,
-    members,
-    idMapBase: settings.idMapBase,
-    cgroupParent: CONTAINERS_CGROUP,
-    // Enterprise's on-instance model from the registry, checked (header, size, checksum) before
-    // each use: a missing or corrupt file is a clear error on the tenant's status.
-    localModel: localModelResolver(o.models),
-    onModelFailure: (tenant, err) => o.onModelFailure?.(tenant, err),
-    log,
-  });
-  // Starter pools: slots, uid ranges and cgroups after the dedicated containers' own.
-  const pools = new PoolDriver({
-    poolsDir: join(settings.home, "pools"),
-    secretsDir: join(settings.runDir, "pool-secrets"),
-    runtime,
-    network: members,
-    storage: new EncryptedPoolStorage({
-      volumes,
-      sizeBytes: settings.starterPoolBytes,
-      volumeKey: (spec) => kms.getVolumeKey(spec.tenantId),
-    }),
-    idMapBase: settings.idMapBase + settings.maxSlots * 65536,
-    cgroupParent: POOLS_CGROUP,
-    poolSlots: { first: settings.maxSlots, count: settings.starterPoolsMax },
-    poolMemoryBytes: settings.starterPoolMemoryBytes,
-    log,
-  });
-
-  // What outlived an earlier control plane: rules and proxy policy back in force.
-  await containers.resync();
-  await pools.resync();
-
-  // Noisy neighbours: a tenant spinning at its CPU quota goes to the idle class until it calms.
-  const guard = new CpuGuard({
-    targets: () =>
-      scanTenantCgroups({
-        cpuRoot: cpuControllerRoot(),
-        containersParent: CONTAINERS_CGROUP,
-        poolsParent: POOLS_CGROUP,
-      }),
-    log,
-    onChange: (tenant, demoted, why) => o.onCpuClass?.(tenant, demoted, why),
-    quotas: o.planOf && cpuGuardQuotas(o.planOf),
-  });
-  if (settings.cpuGuard) guard.start();
-
-  return {
-    driver: new TieredDriver({ starter: pools, premium: containers, enterprise: containers }),
-    pools,
-    containers,
-    network,
-    egress: () => proc,
-    refreshEgress: () => registry.setTenants(lastTenants),
-    async close(opts = {}) {
-      await guard.stop();
-      if (opts.teardown) {
-        await pools
-          .stopPools()
-          .catch((err: unknown) => log.warn({ err }, "stopping the starter pools failed"));
-        await pools.shutdown();
-        await containers.shutdown();
-      }
-      closing = true;
-      await proc.stop();
-      if (opts.teardown) {
-        await removeRuleset(network).catch(() => {});
-        await removeBridge(network).catch(() => {});
-      }
-    },
-  };
 }
