@@ -1,7 +1,6 @@
 import { createApi } from "../control/api.ts";
-import { instanceSpecs } from "../control/instance-spec.ts";
-import { Reconciler } from "../control/reconciler.ts";
-import { type EgressReader, TenantService } from "../control/tenants.ts";
+import { createControlPlane } from "../control/control-plane.ts";
+import type { EgressReader } from "../control/tenants.ts";
 import { FakeKeyService } from "../kms/fake.ts";
 import { createLogger } from "../lib/log.ts";
 import { FakeDriver } from "../runtime/fake/driver.ts";
@@ -28,30 +27,21 @@ export function makeControlPlane(
   // tenant's keys fails a test.
   const kms = FakeKeyService.createNow();
   const log = createLogger("silent");
-  const llm = { baseUrl: "http://127.0.0.1:9/v1", model: "m", apiKey: "k" };
-  const specs = instanceSpecs({ llm });
-  const reconciler = new Reconciler({
+  const { specs, reconciler, tenants } = createControlPlane({
     store,
     driver,
     kms,
-    llm,
-    specs,
-    startConcurrency: opts.startConcurrency ?? 1,
-    startAttempts: opts.startAttempts ?? 2,
-    readyTimeoutMs: opts.readyTimeoutMs ?? 3000,
-    intervalMs: 50,
-    backoffBaseMs: 20,
-    backoffMaxMs: 100,
-    ...(opts.clock ? { clock: opts.clock } : {}),
-    log,
-  });
-  const tenants = new TenantService({
-    store,
-    kms,
-    driver,
-    reconciler,
-    specs,
+    llm: { baseUrl: "http://127.0.0.1:9/v1", model: "m", apiKey: "k" },
+    tuning: {
+      startConcurrency: opts.startConcurrency ?? 1,
+      startAttempts: opts.startAttempts ?? 2,
+      readyTimeoutMs: opts.readyTimeoutMs ?? 3000,
+      intervalMs: 50,
+      backoffBaseMs: 20,
+      backoffMaxMs: 100,
+    },
     maxSlots: opts.maxSlots ?? 50,
+    log,
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.egress ? { egress: () => opts.egress ?? null } : {}),
   });

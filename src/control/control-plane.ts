@@ -1,0 +1,75 @@
+import type { KeyService } from "../kms/types.ts";
+import type { Logger } from "../lib/log.ts";
+import type { LlmProvider } from "../openclaw/config.ts";
+import type { RuntimeDriver } from "../runtime/types.ts";
+import type { TenantStore } from "../store/tenants.ts";
+import { type InstanceSpecs, instanceSpecs } from "./instance-spec.ts";
+import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
+import { type EgressReader, TenantService } from "./tenants.ts";
+
+/** How the reconciler paces its work (settings in production, short intervals in tests). */
+export type ReconcilerTuning = Pick<
+  ReconcilerOptions,
+  "startConcurrency" | "startAttempts" | "readyTimeoutMs" | "intervalMs" | "backoffBaseMs" | "backoffMaxMs"
+>;
+
+export interface ControlPlaneOptions {
+  store: TenantStore;
+  driver: RuntimeDriver;
+  kms: KeyService;
+  /** The provider every gateway is configured with; its key reaches gateways as a secret. */
+  llm: LlmProvider & { apiKey: string };
+  tuning: ReconcilerTuning;
+  maxSlots: number;
+  log: Logger;
+  clock?: () => number;
+  /** The origin browsers reach a tenant at through the edge (a Control UI origin). */
+  publicOrigin?: (name: string) => string | undefined;
+  /** The tenant's https URL through the edge, when an edge runs. */
+  publicUrl?: (name: string) => string | null;
+  /** The CA clients must trust for the edge's certificate, when the edge made its own. */
+  caFile?: () => string | null;
+  /** The egress proxy's view, when tenants' egress goes through one. */
+  egress?: () => EgressReader | null;
+  /** Told after any tenant's actual state changes (the edge re-routes on it). */
+  onChange?: () => void;
+}
+
+export interface ControlPlane {
+  specs: InstanceSpecs;
+  reconciler: Reconciler;
+  tenants: TenantService;
+}
+
+/**
+ * The control plane's core as production and the unit-test harness both build it: one instance
+ * spec factory shared by the reconciler and the tenant service, over the given store, driver
+ * and key service. Starts nothing (the caller starts the reconciler).
+ */
+export function createControlPlane(o: ControlPlaneOptions): ControlPlane {
+  const specs = instanceSpecs({ llm: o.llm, ...(o.publicOrigin ? { publicOrigin: o.publicOrigin } : {}) });
+  const reconciler = new Reconciler({
+    store: o.store,
+    driver: o.driver,
+    kms: o.kms,
+    llm: o.llm,
+    specs,
+    ...o.tuning,
+    ...(o.clock ? { clock: o.clock } : {}),
+    ...(o.onChange ? { onChange: o.onChange } : {}),
+    log: o.log,
+  });
+  const tenants = new TenantService({
+    store: o.store,
+    kms: o.kms,
+    driver: o.driver,
+    reconciler,
+    specs,
+    maxSlots: o.maxSlots,
+    ...(o.clock ? { clock: o.clock } : {}),
+    ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}),
+    ...(o.caFile ? { caFile: o.caFile } : {}),
+    ...(o.egress ? { egress: o.egress } : {}),
+  });
+  return { specs, reconciler, tenants };
+}
