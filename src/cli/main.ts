@@ -11,12 +11,16 @@ import { registerKmsCommands } from "../kms/cli.ts";
 import { createLogger } from "../lib/log.ts";
 import { findRuntime, installRuntime } from "../openclaw/runtime.ts";
 import { AdminClient } from "./admin-client.ts";
+import { reportCliError } from "./fail.ts";
 
 type Out = { json?: boolean };
 
 function print(opts: Out, data: unknown, human: () => string): void {
   process.stdout.write(opts.json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
 }
+
+/** The `--json` option every command takes. */
+const jsonOpt = () => new Option("--json", "print machine-readable JSON");
 
 function progress(opts: Out) {
   return (line: string) => {
@@ -39,6 +43,33 @@ function table(rows: string[][]): string {
 function client(cmd: Command): AdminClient {
   const socket = (cmd.optsWithGlobals() as { socket?: string }).socket ?? loadSettings().adminSocket;
   return new AdminClient(socket);
+}
+
+/**
+ * `<parent> list`: GETs `path` from the operator API and prints the array under `key` as a table
+ * (`columns`, then a `row` for each item), or `empty` when there is none; with --json the array.
+ */
+function listCommand<K extends string, T>(
+  parent: Command,
+  spec: {
+    description: string;
+    path: string;
+    key: K;
+    empty: string;
+    columns: string[];
+    row: (item: T) => string[];
+  },
+): void {
+  parent
+    .command("list")
+    .description(spec.description)
+    .addOption(jsonOpt())
+    .action(async (opts: Out, cmd: Command) => {
+      const items = (await client(cmd).call<Record<K, T[]>>("GET", spec.path))[spec.key];
+      print(opts, items, () =>
+        items.length === 0 ? spec.empty : table([spec.columns, ...items.map((item) => spec.row(item))]),
+      );
+    });
 }
 
 async function waitFor(
@@ -75,7 +106,6 @@ export function buildCli(): Command {
     .description("Host OpenClaw gateways for many tenants")
     .option("--socket <path>", "operator API socket (default: $CLAWKEEP_HOME/run/admin.sock)")
     .showHelpAfterError();
-  const jsonOpt = () => new Option("--json", "print machine-readable JSON");
 
   program
     .command("serve")
@@ -210,31 +240,24 @@ export function buildCli(): Command {
         );
       },
     );
-  tenant
-    .command("list")
-    .description("list tenants")
-    .addOption(jsonOpt())
-    .action(async (opts: Out, cmd: Command) => {
-      const { tenants } = await client(cmd).call<{ tenants: TenantView[] }>("GET", "/v1/tenants");
-      print(opts, tenants, () =>
-        tenants.length === 0
-          ? "no tenants"
-          : table([
-              ["NAME", "TIER", "STATE", "TRIAL", "URL"],
-              ...tenants.map((t) => [
-                t.name,
-                t.tier,
-                t.actual,
-                t.trial.subscription === "active"
-                  ? "subscribed"
-                  : t.trial.expired
-                    ? "expired"
-                    : `${t.trial.daysLeft}d left`,
-                t.gatewayUrl,
-              ]),
-            ]),
-      );
-    });
+  listCommand(tenant, {
+    description: "list tenants",
+    path: "/v1/tenants",
+    key: "tenants",
+    empty: "no tenants",
+    columns: ["NAME", "TIER", "STATE", "TRIAL", "URL"],
+    row: (t: TenantView) => [
+      t.name,
+      t.tier,
+      t.actual,
+      t.trial.subscription === "active"
+        ? "subscribed"
+        : t.trial.expired
+          ? "expired"
+          : `${t.trial.daysLeft}d left`,
+      t.gatewayUrl,
+    ],
+  });
   tenant
     .command("get <name>")
     .description("show a tenant and its instance")
@@ -337,7 +360,6 @@ interface OperatorAllowOut {
  * what they did, through the operator API on its unix socket.
  */
 function registerEgressCommands(program: Command): void {
-  const jsonOpt = () => new Option("--json", "print machine-readable JSON");
   const egress = program
     .command("egress")
     .description("tenants' egress through the filtering proxy (operator)");
@@ -436,34 +458,27 @@ function registerEgressCommands(program: Command): void {
 /** `clawkeep pool list|move`: the Starter pools, through the operator API on its unix socket. */
 function registerPoolCommands(program: Command): void {
   const pool = program.command("pool").description("Starter pools (operator)");
-  pool
-    .command("list")
-    .description("every Starter pool: state, address, tenants and capacity")
-    .addOption(new Option("--json", "print machine-readable JSON"))
-    .action(async (opts: Out, cmd: Command) => {
-      const { pools } = await client(cmd).call<{ pools: PoolView[] }>("GET", "/v1/pools");
-      print(opts, pools, () =>
-        pools.length === 0
-          ? "no Starter pools (one starts with the first Starter tenant)"
-          : table([
-              ["POOL", "STATE", "ADDRESS", "TENANTS", "CAPACITY"],
-              ...pools.map((p) => [
-                p.id,
-                p.state,
-                p.address,
-                p.tenants.join(",") || "-",
-                `${p.tenants.length}/${p.capacity}`,
-              ]),
-            ]),
-      );
-    });
+  listCommand(pool, {
+    description: "every Starter pool: state, address, tenants and capacity",
+    path: "/v1/pools",
+    key: "pools",
+    empty: "no Starter pools (one starts with the first Starter tenant)",
+    columns: ["POOL", "STATE", "ADDRESS", "TENANTS", "CAPACITY"],
+    row: (p: PoolView) => [
+      p.id,
+      p.state,
+      p.address,
+      p.tenants.join(",") || "-",
+      `${p.tenants.length}/${p.capacity}`,
+    ],
+  });
   pool
     .command("move <tenant>")
     .description(
       "move a Starter tenant to another pool with its data; its URL stays, it restarts there (a short outage)",
     )
     .option("--to <pool>", "the pool, e.g. pool-1 (default: wherever placement puts it)")
-    .addOption(new Option("--json", "print machine-readable JSON"))
+    .addOption(jsonOpt())
     .action(async (tenant: string, opts: Out & { to?: string }, cmd: Command) => {
       const r = await client(cmd).call<{ tenant: string; pool: string }>("POST", "/v1/pools/moves", {
         tenant,
@@ -491,7 +506,6 @@ function describeModel(m: ModelView): string {
  * Enterprise tenants, through the operator API on its unix socket.
  */
 function registerModelCommands(program: Command): void {
-  const jsonOpt = () => new Option("--json", "print machine-readable JSON");
   const model = program.command("model").description("local LLM models for Enterprise tenants (operator)");
   model
     .command("register <id> <path>")
@@ -526,28 +540,21 @@ function registerModelCommands(program: Command): void {
         print(opts, out, () => `registered ${describeModel(out)}`);
       },
     );
-  model
-    .command("list")
-    .description("registered models, their last check and who uses them")
-    .addOption(jsonOpt())
-    .action(async (opts: Out, cmd: Command) => {
-      const { models } = await client(cmd).call<{ models: ModelView[] }>("GET", "/v1/models");
-      print(opts, models, () =>
-        models.length === 0
-          ? "no models registered (clawkeep model register <id> <file.gguf>)"
-          : table([
-              ["ID", "STATUS", "SIZE", "SHA256", "USED BY", "PATH"],
-              ...models.map((m) => [
-                m.id,
-                m.status,
-                mib(m.size),
-                `${m.sha256.slice(0, 12)}...`,
-                [...m.defaultFor.map((p) => `${p} plan`), ...m.tenants].join(",") || "-",
-                m.path,
-              ]),
-            ]),
-      );
-    });
+  listCommand(model, {
+    description: "registered models, their last check and who uses them",
+    path: "/v1/models",
+    key: "models",
+    empty: "no models registered (clawkeep model register <id> <file.gguf>)",
+    columns: ["ID", "STATUS", "SIZE", "SHA256", "USED BY", "PATH"],
+    row: (m: ModelView) => [
+      m.id,
+      m.status,
+      mib(m.size),
+      `${m.sha256.slice(0, 12)}...`,
+      [...m.defaultFor.map((p) => `${p} plan`), ...m.tenants].join(",") || "-",
+      m.path,
+    ],
+  });
   model
     .command("verify <id>")
     .description("check a model's file against its size and SHA-256 now; exits 1 when it fails")
@@ -612,14 +619,7 @@ export async function main(argv = process.argv): Promise<void> {
   try {
     await buildCli().parseAsync(argv);
   } catch (err) {
-    const msg =
-      err instanceof ClawkeepError ? `${err.code}: ${err.message}` : ((err as Error).stack ?? String(err));
-    if (process.argv.includes("--json")) {
-      process.stdout.write(
-        `${JSON.stringify({ error: { code: (err as ClawkeepError).code ?? "internal", message: (err as Error).message } })}\n`,
-      );
-    }
-    process.stderr.write(`clawkeep: ${msg}\n`);
+    reportCliError("clawkeep", err);
     process.exitCode = 1;
   }
 }
