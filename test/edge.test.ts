@@ -16,6 +16,7 @@ import type { BlockedEvent, EdgeLimits } from "../src/edge/types.ts";
 import { ensureSystemUser } from "../src/edge/user.ts";
 import { execFile } from "../src/lib/exec.ts";
 import { procInfo } from "../src/lib/procfs.ts";
+import { listenSomewhere } from "./fixtures/ports.ts";
 
 /*
  * The edge against a real nginx with ModSecurity and the OWASP CRS, as root. Upstreams are small
@@ -27,27 +28,6 @@ import { procInfo } from "../src/lib/procfs.ts";
 
 const DOMAIN = "edge.test";
 const EDGE_USER = "ck-edge-test";
-/** Listening ports are picked above 41000: 20000-40000 belong to other suites (tenant gateways). */
-const randomPort = () => 41_000 + Math.floor(Math.random() * 19_000);
-
-async function listenSomewhere(server: Server | ReturnType<typeof createNetServer>, host = "127.0.0.1") {
-  for (let i = 0; ; i++) {
-    const port = randomPort();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
-      return port;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || i > 20) throw err;
-    }
-  }
-}
-
 /** A port nobody listens on right now (for nginx to bind). */
 async function freePort(): Promise<number> {
   const s = createNetServer();
@@ -1036,22 +1016,16 @@ test("rate and connection limits answer 429 per client and per tenant; bodies ov
   assert.ok((await e.blockedEvents("bob")).every((x) => x.tenant === "bob" && x.status === 429));
 
   // Body size: 64 KiB allowed.
-  const big = await call({
-    edge: e,
-    host: `alice.${DOMAIN}`,
-    method: "POST",
-    body: Buffer.alloc(100 * 1024, 97),
-    localAddress: "127.0.0.60",
-  });
-  assert.equal(big.status, 413);
-  const small = await call({
-    edge: e,
-    host: `alice.${DOMAIN}`,
-    method: "POST",
-    body: Buffer.alloc(10 * 1024, 97),
-    localAddress: "127.0.0.61",
-  });
-  assert.equal(small.status, 200);
+  const post = (kib: number, localAddress: string) =>
+    call({
+      edge: e,
+      host: `alice.${DOMAIN}`,
+      method: "POST",
+      body: Buffer.alloc(kib * 1024, 97),
+      localAddress,
+    });
+  assert.equal((await post(100, "127.0.0.60")).status, 413);
+  assert.equal((await post(10, "127.0.0.61")).status, 200);
 
   // Slow client: a request header that never ends is cut off after the 1 s header timeout.
   const started = Date.now();

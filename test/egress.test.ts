@@ -12,6 +12,7 @@ import type { EgressPolicy } from "../src/egress/policy.ts";
 import { startEgressProcess } from "../src/egress/process.ts";
 import { type EgressProxy, type EgressProxyOptions, startEgressProxy } from "../src/egress/proxy.ts";
 import { ExecError, execFile } from "../src/lib/exec.ts";
+import { listenSomewhere, randomPort } from "./fixtures/ports.ts";
 
 /*
  * The egress proxy against real sockets. Tenants are network namespaces on a bridge, each with
@@ -37,27 +38,6 @@ type Who = keyof typeof TENANTS | "n";
 const ns = (w: Who) => `ckeg${id}${w}`;
 const hostVeth = (w: Who) => `cke${id}${w}`;
 const PERMIT_INET = [`${INET}.0/24`];
-/** Listening ports are picked above 41000: 20000-40000 belong to other suites (tenant gateways). */
-const randomPort = () => 41_000 + Math.floor(Math.random() * 19_000);
-
-async function listenSomewhere(server: Server, host: string): Promise<number> {
-  for (let i = 0; ; i++) {
-    const port = randomPort();
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          resolve();
-        });
-      });
-      return port;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE" || i > 20) throw err;
-    }
-  }
-}
-
 interface Fixture {
   dir: string;
   canary: Server;
