@@ -4,6 +4,16 @@ import Database from "better-sqlite3";
 
 export type Db = Database.Database;
 
+/** A store over the control plane's database (one per area: tenants, models, ...). */
+export class SqliteStore {
+  constructor(readonly db: Db) {}
+
+  /** Runs fn in one transaction: everything it writes lands, or nothing does. */
+  tx<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+}
+
 /**
  * Schema migrations, applied in order. Index + 1 is the schema version stored in
  * PRAGMA user_version. Append only: never edit a migration that has shipped.

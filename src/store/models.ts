@@ -1,5 +1,5 @@
 import type { Tier } from "../core/tenant.ts";
-import type { Db } from "./db.ts";
+import { SqliteStore } from "./db.ts";
 
 /** What the last check of a registered model's file found. */
 export type ModelFileStatus = "ready" | "missing" | "corrupt";
@@ -46,19 +46,23 @@ function fromRow(r: ModelRow): ModelRecord {
   };
 }
 
+/** A table that records a choice of model: a plan's default (by tier) or a tenant's own (by id). */
+interface Choice {
+  table: "plan_models" | "tenant_models";
+  key: "tier" | "tenant_id";
+}
+
+const CHOICES = {
+  plan: { table: "plan_models", key: "tier" },
+  tenant: { table: "tenant_models", key: "tenant_id" },
+} as const satisfies Record<string, Choice>;
+
 /**
  * Registered models, the default model of each plan and each tenant's own choice (migration 2).
  * Synchronous: SQLite is embedded. Referential rules live in the schema: a plan or tenant can only
  * point at a registered model, and a model that one points at cannot be deleted.
  */
-export class ModelStore {
-  constructor(readonly db: Db) {}
-
-  /** Runs fn in one transaction: everything it writes lands, or nothing does. */
-  tx<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
-
+export class ModelStore extends SqliteStore {
   insert(m: ModelRecord): void {
     this.db
       .prepare(
@@ -101,40 +105,39 @@ export class ModelStore {
 
   /** The default model of a plan, by tier. */
   planModel(tier: Tier): string | undefined {
-    const row = this.db.prepare("SELECT model_id FROM plan_models WHERE tier = ?").get(tier) as
-      | { model_id: string }
-      | undefined;
-    return row?.model_id;
+    return this.#choice(CHOICES.plan, tier);
   }
 
   /** Sets (or with null, clears) a plan's default model. */
   setPlanModel(tier: Tier, modelId: string | null): void {
-    if (modelId === null) this.db.prepare("DELETE FROM plan_models WHERE tier = ?").run(tier);
-    else
-      this.db
-        .prepare(
-          "INSERT INTO plan_models (tier, model_id) VALUES (?, ?) ON CONFLICT (tier) DO UPDATE SET model_id = excluded.model_id",
-        )
-        .run(tier, modelId);
+    this.#choose(CHOICES.plan, tier, modelId);
   }
 
   /** A tenant's own choice of model, by tenant id. */
   tenantModel(tenantId: string): string | undefined {
-    const row = this.db.prepare("SELECT model_id FROM tenant_models WHERE tenant_id = ?").get(tenantId) as
+    return this.#choice(CHOICES.tenant, tenantId);
+  }
+
+  /** Sets (or with null, clears) a tenant's own model; it goes with the tenant (cascade). */
+  setTenantModel(tenantId: string, modelId: string | null): void {
+    this.#choose(CHOICES.tenant, tenantId, modelId);
+  }
+
+  #choice(c: Choice, key: string): string | undefined {
+    const row = this.db.prepare(`SELECT model_id FROM ${c.table} WHERE ${c.key} = ?`).get(key) as
       | { model_id: string }
       | undefined;
     return row?.model_id;
   }
 
-  /** Sets (or with null, clears) a tenant's own model; it goes with the tenant (cascade). */
-  setTenantModel(tenantId: string, modelId: string | null): void {
-    if (modelId === null) this.db.prepare("DELETE FROM tenant_models WHERE tenant_id = ?").run(tenantId);
+  #choose(c: Choice, key: string, modelId: string | null): void {
+    if (modelId === null) this.db.prepare(`DELETE FROM ${c.table} WHERE ${c.key} = ?`).run(key);
     else
       this.db
         .prepare(
-          "INSERT INTO tenant_models (tenant_id, model_id) VALUES (?, ?) ON CONFLICT (tenant_id) DO UPDATE SET model_id = excluded.model_id",
+          `INSERT INTO ${c.table} (${c.key}, model_id) VALUES (?, ?) ON CONFLICT (${c.key}) DO UPDATE SET model_id = excluded.model_id`,
         )
-        .run(tenantId, modelId);
+        .run(key, modelId);
   }
 
   /** Who uses a model: the plans it is the default of and the names of the tenants that chose it. */

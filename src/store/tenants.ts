@@ -1,5 +1,5 @@
 import type { ActualState, DesiredState, Subscription, Tenant, Tier } from "../core/tenant.ts";
-import type { Db } from "./db.ts";
+import { SqliteStore } from "./db.ts";
 
 interface TenantRow {
   id: string;
@@ -47,14 +47,7 @@ export interface ApiTokenRecord {
 }
 
 /** Tenants, their sealed secrets, API token hashes and events. Synchronous: SQLite is embedded. */
-export class TenantStore {
-  constructor(readonly db: Db) {}
-
-  /** Runs fn in one transaction: everything it writes lands, or nothing does. */
-  tx<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
-  }
-
+export class TenantStore extends SqliteStore {
   insert(t: Tenant): void {
     this.db
       .prepare(
