@@ -20,6 +20,15 @@ after(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
+/** A new store with premium keys for each of `tenants`, closed again; returns its directory. */
+async function storeWith(...tenants: string[]): Promise<string> {
+  const dir = join(await tmp(), "store");
+  const e = await KmsEngine.open({ dir });
+  for (const t of tenants) await e.createTenantKeys(t, "premium");
+  await e.close();
+  return dir;
+}
+
 /** Every file under dir with its bytes, to prove "nothing was overwritten". */
 async function snapshot(dir: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -175,14 +184,10 @@ test("corrupted, truncated and stale store entries are named; nothing is overwri
 });
 
 test("a tenant entry copied over another tenant's does not unwrap", async () => {
-  const dir = join(await tmp(), "store");
-  let e = await KmsEngine.open({ dir });
-  await e.createTenantKeys("tnt_a", "premium");
-  await e.createTenantKeys("tnt_b", "premium");
-  await e.close();
+  const dir = await storeWith("tnt_a", "tnt_b");
   const a = JSON.parse(await readFile(join(dir, "tenants", "tnt_a.json"), "utf8"));
   await writeFile(join(dir, "tenants", "tnt_b.json"), JSON.stringify({ ...a, tenantId: "tnt_b" }));
-  e = await KmsEngine.open({ dir });
+  const e = await KmsEngine.open({ dir });
   try {
     await rejectsWith(e.getVolumeKey("tnt_b"), "store_corrupt", /does not authenticate/);
   } finally {
@@ -191,17 +196,13 @@ test("a tenant entry copied over another tenant's does not unwrap", async () => 
 });
 
 test("start-up removes temporary files and finishes an interrupted destroy", async () => {
-  const dir = join(await tmp(), "store");
-  let e = await KmsEngine.open({ dir });
-  await e.createTenantKeys("tnt_a", "premium");
-  await e.createTenantKeys("tnt_b", "premium");
-  await e.close();
+  const dir = await storeWith("tnt_a", "tnt_b");
   await writeFile(join(dir, "tenants", "tnt_c.json.123.abcd.tmp"), "partial");
   await writeFile(
     join(dir, "destroyed", "tnt_b.json"),
     JSON.stringify({ format: 1, tenantId: "tnt_b", destroyedAt: "then" }),
   );
-  e = await KmsEngine.open({ dir });
+  const e = await KmsEngine.open({ dir });
   try {
     assert.deepEqual((await readdir(join(dir, "tenants"))).sort(), ["tnt_a.json"]);
     assert.equal(e.recovered.length, 2);
