@@ -22,15 +22,19 @@ import { execFile } from "../src/lib/exec.ts";
 const isRoot = process.getuid?.() === 0;
 const ctx = (tenantId: string) => ({ tenantId, purpose: "gateway-token" });
 
+/** A new base directory and, in it, where a key service keeps its store and its socket. */
+async function servicePaths(prefix: string): Promise<{ base: string; dir: string; socket: string }> {
+  const base = await tempDir(prefix);
+  return { base, dir: join(base, "store"), socket: join(base, "run", "kms.sock") };
+}
+
 after(async () => {
   await killAll();
   await removeTempDirs();
 });
 
 test("the key service runs as its own process: 0700 store, 0600 socket in a 0700 directory; SIGTERM stops it cleanly", async () => {
-  const base = await tempDir("ck-kms-proc-");
-  const dir = join(base, "store");
-  const socket = join(base, "run", "kms.sock");
+  const { base, dir, socket } = await servicePaths("ck-kms-proc-");
   const svc = await startService({ dir, socket });
   try {
     const h = await svc.client.health();
@@ -182,9 +186,7 @@ test("another uid cannot use the key service: the socket refuses it (EACCES), an
 });
 
 test("destroy crypto-shreds: unwrap fails, before and after a restart, and the store no longer holds the tenant's wrapped keys", async () => {
-  const base = await tempDir("ck-kms-destroy-");
-  const dir = join(base, "store");
-  const socket = join(base, "run", "kms.sock");
+  const { dir, socket } = await servicePaths("ck-kms-destroy-");
   let svc = await startService({ dir, socket });
   try {
     const c = svc.client;
@@ -262,9 +264,7 @@ test("store scan: no unwrapped key, plaintext or root key appears in any file of
 });
 
 test("supervisor: starts the service, restarts it after SIGKILL, stops it; the service dies with its parent", async () => {
-  const base = await tempDir("ck-kms-sup-");
-  const dir = join(base, "store");
-  const socket = join(base, "run", "kms.sock");
+  const { dir, socket } = await servicePaths("ck-kms-sup-");
   const restarts: number[] = [];
   const kms = await startKmsProcess({
     dir,
