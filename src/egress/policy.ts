@@ -90,14 +90,18 @@ export function hostMatches(pattern: string, host: string): boolean {
   return pattern === host;
 }
 
-const HostPattern = z.string().transform((s, ctx) => {
-  try {
-    return parseHostPattern(s);
-  } catch (err) {
-    ctx.addIssue({ code: "custom", message: (err as Error).message });
-    return z.NEVER;
-  }
-});
+/** A string schema whose value is `parse(s)`; what `parse` throws becomes the issue's message. */
+const parsedBy = <T>(parse: (s: string) => T) =>
+  z.string().transform((s, ctx) => {
+    try {
+      return parse(s);
+    } catch (err) {
+      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
+
+const HostPattern = parsedBy(parseHostPattern);
 
 const SourceAddress = z.string().transform((s, ctx) => {
   const ip = parseIp(s);
@@ -108,14 +112,7 @@ const SourceAddress = z.string().transform((s, ctx) => {
   return formatIp(unmapIp(ip));
 });
 
-const TenantName = z.string().transform((s, ctx) => {
-  try {
-    return parseTenantName(s);
-  } catch (err) {
-    ctx.addIssue({ code: "custom", message: (err as Error).message });
-    return z.NEVER;
-  }
-});
+const TenantName = parsedBy(parseTenantName);
 
 const Port = z.number().int().min(1).max(65535);
 

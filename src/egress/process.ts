@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import type { Logger } from "../lib/log.ts";
 import {
   type Child,
+  type ListeningLineBase,
   type RestartPolicy,
   type Supervised,
   type SuperviseOptions,
@@ -31,29 +32,30 @@ export interface EgressProcessOptions {
   nodePath?: string;
 }
 
-export interface EgressProcess {
-  readonly pid: number;
+/** What every handle on a running egress proxy offers (a process, or the supervised service). */
+export interface EgressEndpoint {
+  /** http://host:port: the value for HTTP_PROXY / HTTPS_PROXY. */
   readonly url: string;
   readonly host: string;
   readonly port: number;
   readonly adminSocket: string;
   readonly logFile: string;
+  /** The admin API (counters, logs, the policy in force). */
   readonly admin: EgressAdminClient;
-  /** Resolves with the exit code (null when killed by a signal) once the process has ended. */
+  /** Resolves with the exit code (null when killed by a signal) once the proxy has ended for good. */
   readonly exited: Promise<number | null>;
-  /** The last lines the process wrote to stderr. */
+  /** The last lines the current (or last) process wrote to stderr. */
   stderrTail(): string;
-  /** SIGTERM, then SIGKILL after `graceMs` (default 5000). Stopping a stopped process is not an error. */
+  /** SIGTERM, then SIGKILL after `graceMs` (default 5000); never restarted after. Stopping a stopped proxy is not an error. */
   stop(graceMs?: number): Promise<void>;
 }
 
+export interface EgressProcess extends EgressEndpoint {
+  readonly pid: number;
+}
+
 /** The line the proxy process prints on stdout once it listens (main.ts). */
-export interface ListeningLine {
-  event: "listening";
-  pid: number;
-  url: string;
-  host: string;
-  port: number;
+export interface ListeningLine extends ListeningLineBase {
   adminSocket: string;
   logFile: string;
 }
@@ -129,13 +131,26 @@ export async function startEgressProcess(opts: EgressProcessOptions): Promise<Eg
   const sup = await superviseEgressProcess(opts);
   const listening = sup.value;
   return {
+    ...egressEndpoint(sup),
     pid: sup.pid ?? listening.pid,
     url: listening.url,
     host: listening.host,
     port: listening.port,
-    adminSocket: listening.adminSocket,
-    logFile: listening.logFile,
-    admin: new EgressAdminClient(listening.adminSocket),
+  };
+}
+
+/**
+ * The parts of an egress handle that stay the same across restarts: the admin socket and its
+ * client (made once), the log file, and the supervisor's exit, stderr tail and stop.
+ */
+export function egressEndpoint(
+  sup: Supervised<ListeningLine>,
+): Omit<EgressEndpoint, "url" | "host" | "port"> {
+  const first = sup.value;
+  return {
+    adminSocket: first.adminSocket,
+    logFile: first.logFile,
+    admin: new EgressAdminClient(first.adminSocket),
     exited: sup.exited.then((e) => e.code),
     stderrTail: () => sup.tail(20),
     stop: (graceMs = 5_000) => sup.stop(graceMs),

@@ -72,16 +72,13 @@ function splitAuthority(authority: string): { host: string; port: number } | nul
   return { host: m[1], port: Number(m[2]) };
 }
 
-interface Draft {
-  time: string;
+/** A connection log entry while its connection is open: what is known at its start. */
+type Draft = Pick<
+  ConnectionLogEntry,
+  "time" | "tenant" | "source" | "method" | "host" | "port" | "address"
+> & {
   started: number;
-  tenant: string | null;
-  source: string;
-  method: string;
-  host: string | null;
-  port: number | null;
-  address: string | null;
-}
+};
 
 /** One allowed connection while it is being set up or carries data. */
 interface ActiveConn {

@@ -1,9 +1,13 @@
 import type { Logger } from "../lib/log.ts";
 import type { EgressRegistry } from "../runtime/linux/net/egress.types.ts";
-import type { RestartPolicy, SupervisorState } from "../service/supervisor.ts";
-import { EgressAdminClient } from "./admin.ts";
+import { liveHandle, type RestartPolicy, type SupervisedFields } from "../service/supervisor.ts";
 import type { EgressPolicy } from "./policy.ts";
-import { type EgressProcessOptions, type ListeningLine, superviseEgressProcess } from "./process.ts";
+import {
+  type EgressEndpoint,
+  type EgressProcessOptions,
+  egressEndpoint,
+  superviseEgressProcess,
+} from "./process.ts";
 
 /** The tenants the drivers report (NetworkMembers): who has which source address. */
 export type EgressTenants = Parameters<EgressRegistry["setTenants"]>[0];
@@ -56,29 +60,11 @@ export interface EgressServiceOptions extends EgressProcessOptions {
  * dies, then given the last policy again), the policy queue, and its admin client. It is the
  * `EgressRegistry` the drivers use.
  */
-export interface EgressService extends EgressRegistry {
-  /** http://host:port of the latest start: the value for HTTP_PROXY / HTTPS_PROXY. */
+export interface EgressService extends EgressRegistry, EgressEndpoint, SupervisedFields {
+  /** http://host:port of the latest start (the same as `url`): the value for HTTP_PROXY / HTTPS_PROXY. */
   readonly proxyUrl: string;
-  /** Same as proxyUrl (the name EgressProcess uses). */
-  readonly url: string;
-  readonly host: string;
-  readonly port: number;
-  readonly adminSocket: string;
-  readonly logFile: string;
-  /** The admin API of whichever process runs now (counters, logs, the policy in force). */
-  readonly admin: EgressAdminClient;
-  /** The current process's pid (undefined between a death and the restart). */
-  readonly pid: number | undefined;
-  readonly restarts: number;
-  readonly state: SupervisorState;
-  /** The last lines the current (or last) process wrote to stderr. */
-  stderrTail(): string;
   /** Sends the latest tenants again (allowlists changed). */
   refresh(): Promise<void>;
-  /** Settles once the proxy is stopped for good, with the last exit code. */
-  readonly exited: Promise<number | null>;
-  /** Stops the proxy (SIGTERM, SIGKILL after `graceMs`, default 5000); it is not restarted. Idempotent. */
-  stop(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -99,39 +85,15 @@ export async function startEgressService(opts: EgressServiceOptions): Promise<Eg
       queue.refresh().catch((err: unknown) => log?.error({ err }, "egress proxy restart failed"));
     },
   });
-  const first: ListeningLine = sup.value;
-  const admin = new EgressAdminClient(first.adminSocket);
-  queue = new PolicyQueue((policy) => admin.setPolicy(policy), policyOf);
+  const endpoint = egressEndpoint(sup);
+  queue = new PolicyQueue((policy) => endpoint.admin.setPolicy(policy), policyOf);
   const q = queue;
-  return {
+  return liveHandle(sup, ["url", "host", "port"], {
+    ...endpoint,
     get proxyUrl() {
       return sup.value.url;
     },
-    get url() {
-      return sup.value.url;
-    },
-    get host() {
-      return sup.value.host;
-    },
-    get port() {
-      return sup.value.port;
-    },
-    adminSocket: first.adminSocket,
-    logFile: first.logFile,
-    admin,
-    get pid() {
-      return sup.pid;
-    },
-    get restarts() {
-      return sup.restarts;
-    },
-    get state() {
-      return sup.state;
-    },
-    stderrTail: () => sup.tail(20),
-    setTenants: (tenants) => q.setTenants(tenants),
+    setTenants: (tenants: EgressTenants) => q.setTenants(tenants),
     refresh: () => q.refresh(),
-    exited: sup.exited.then((e) => e.code),
-    stop: (graceMs = 5_000) => sup.stop(graceMs),
-  };
+  });
 }

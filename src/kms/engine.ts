@@ -127,7 +127,10 @@ export class KmsEngine implements TenantKeyService {
     }
   }
 
-  /** Runs one audited call. Mutations run one at a time and their audit entry is fsynced. */
+  /**
+   * Runs one audited call, tracked as in flight until it settles. Mutations run one at a time and
+   * their audit entry is fsynced.
+   */
   #call<T>(
     op: string,
     tenant: string | null,
@@ -135,53 +138,45 @@ export class KmsEngine implements TenantKeyService {
     mutating: boolean,
     fn: (note: { keyId: string | null }) => Promise<T>,
   ): Promise<T> {
-    const p = this.#audited(op, tenant, opts, mutating, fn);
+    const p = (async (): Promise<T> => {
+      const note: { keyId: string | null } = { keyId: null };
+      const entry = (ok: boolean, error?: string): AuditEntry => ({
+        time: now(),
+        caller: opts?.caller ?? "in-process",
+        tenant,
+        op,
+        keyId: note.keyId,
+        ok,
+        ...(error === undefined ? {} : { error }),
+      });
+      let value: T;
+      try {
+        if (this.#closed) throw kmsError("unavailable", "the key service is closed");
+        opts?.signal?.throwIfAborted();
+        value = mutating ? await this.#serial(() => fn(note)) : await fn(note);
+      } catch (e) {
+        const err =
+          e instanceof KmsError ? e : new KmsError(`${op} failed: ${(e as Error).message}`, e, "internal");
+        if (!this.#closed)
+          await this.#audit.append(entry(false, err.message), { sync: mutating }).catch(() => {});
+        throw err;
+      }
+      try {
+        await this.#audit.append(entry(true), { sync: mutating });
+      } catch (e) {
+        if (Buffer.isBuffer(value)) value.fill(0);
+        throw new KmsError(
+          `${op} succeeded but its audit entry could not be written: ${(e as Error).message}`,
+          e,
+          "internal",
+        );
+      }
+      return value;
+    })();
     this.#inflight.add(p);
     const done = () => this.#inflight.delete(p);
     p.then(done, done);
     return p;
-  }
-
-  async #audited<T>(
-    op: string,
-    tenant: string | null,
-    opts: EngineCallOptions | undefined,
-    mutating: boolean,
-    fn: (note: { keyId: string | null }) => Promise<T>,
-  ): Promise<T> {
-    const note: { keyId: string | null } = { keyId: null };
-    const entry = (ok: boolean, error?: string): AuditEntry => ({
-      time: now(),
-      caller: opts?.caller ?? "in-process",
-      tenant,
-      op,
-      keyId: note.keyId,
-      ok,
-      ...(error === undefined ? {} : { error }),
-    });
-    let value: T;
-    try {
-      if (this.#closed) throw kmsError("unavailable", "the key service is closed");
-      opts?.signal?.throwIfAborted();
-      value = mutating ? await this.#serial(() => fn(note)) : await fn(note);
-    } catch (e) {
-      const err =
-        e instanceof KmsError ? e : new KmsError(`${op} failed: ${(e as Error).message}`, e, "internal");
-      if (!this.#closed)
-        await this.#audit.append(entry(false, err.message), { sync: mutating }).catch(() => {});
-      throw err;
-    }
-    try {
-      await this.#audit.append(entry(true), { sync: mutating });
-    } catch (e) {
-      if (Buffer.isBuffer(value)) value.fill(0);
-      throw new KmsError(
-        `${op} succeeded but its audit entry could not be written: ${(e as Error).message}`,
-        e,
-        "internal",
-      );
-    }
-    return value;
   }
 
   #serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -137,19 +137,38 @@ export function unwrapKey(wrappingKey: Buffer, wrapped: Buffer, ctx: WrapContext
       `wrapped ${ctx.kind} key ${ctx.keyId} in ${where} is ${wrapped.length} bytes, not ${want}: corrupted entry`,
     );
   }
-  const decipher = createDecipheriv("aes-256-gcm", wrappingKey, wrapped.subarray(4, 16));
-  decipher.setAAD(wrapAad(ctx));
-  decipher.setAuthTag(wrapped.subarray(16, 32));
-  const out = decipher.update(wrapped.subarray(WRAP_HEADER));
+  return openGcm(
+    wrappingKey,
+    { iv: wrapped.subarray(4, 16), tag: wrapped.subarray(16, 32), ciphertext: wrapped.subarray(WRAP_HEADER) },
+    wrapAad(ctx),
+    (err) =>
+      kmsError(
+        "store_corrupt",
+        `wrapped ${ctx.kind} key ${ctx.keyId} (version ${ctx.version}) in ${where} does not authenticate: the entry is corrupted or was copied from another tenant or version`,
+        err,
+      ),
+  );
+}
+
+/**
+ * AES-256-GCM decryption of `box` under `key` and `aad`. When it does not authenticate, the
+ * plaintext already produced is zeroed and the error `refused(cause)` makes is thrown.
+ */
+function openGcm(
+  key: Buffer,
+  box: { iv: Buffer; tag: Buffer; ciphertext: Buffer },
+  aad: Buffer,
+  refused: (cause: unknown) => Error,
+): Buffer {
+  const decipher = createDecipheriv("aes-256-gcm", key, box.iv);
+  decipher.setAAD(aad);
+  decipher.setAuthTag(box.tag);
+  const out = decipher.update(box.ciphertext);
   try {
     decipher.final();
   } catch (err) {
     out.fill(0);
-    throw kmsError(
-      "store_corrupt",
-      `wrapped ${ctx.kind} key ${ctx.keyId} (version ${ctx.version}) in ${where} does not authenticate: the entry is corrupted or was copied from another tenant or version`,
-      err,
-    );
+    throw refused(err);
   }
   return out;
 }
@@ -231,21 +250,13 @@ export function sealWith(
 
 /** Opens a parsed sealed value. Throws `not_authentic` when it was sealed for another tenant or purpose, or altered. */
 export function unsealWith(key: Buffer, v: SealedValue, tenantId: string, purpose: string): Buffer {
-  const decipher = createDecipheriv("aes-256-gcm", key, v.iv);
-  decipher.setAAD(sealAad(v.prefix, tenantId, purpose));
-  decipher.setAuthTag(v.tag);
-  const out = decipher.update(v.ciphertext);
-  try {
-    decipher.final();
-  } catch (err) {
-    out.fill(0);
-    throw kmsError(
+  return openGcm(key, v, sealAad(v.prefix, tenantId, purpose), (err) =>
+    kmsError(
       "not_authentic",
       `sealed value does not authenticate for tenant ${tenantId} / ${purpose}: it was sealed for another tenant or purpose, or altered`,
       err,
-    );
-  }
-  return out;
+    ),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import type { Logger } from "../lib/log.ts";
 import { isServiceError } from "../service/errors.ts";
 import { peerCredentials } from "../service/peer.ts";
 import { readBody, sendBytes, sendError, sendJson, serveSocket } from "../service/socket-server.ts";
+import { stopOnAbort } from "../service/stop.ts";
 import { KmsEngine } from "./engine.ts";
 import { KmsError, type KmsFailure, kmsError } from "./errors.ts";
 import { parseKeyTier, parsePurpose, parseTenantId } from "./format.ts";
@@ -241,24 +242,16 @@ export async function serveKms(opts: KmsServeOptions & { log?: Logger }): Promis
       "key service is up",
     );
 
-    let closing: Promise<void> | undefined;
     let markClosed!: () => void;
     const closed = new Promise<void>((r) => {
       markClosed = r;
     });
-    const close = (): Promise<void> => {
-      closing ??= (async () => {
-        await server.close();
-        await engine.close();
-        log?.info({ socket: opts.socket }, "key service stopped");
-        markClosed();
-      })();
-      return closing;
-    };
-    if (opts.signal) {
-      if (opts.signal.aborted) await close();
-      else opts.signal.addEventListener("abort", () => void close(), { once: true });
-    }
+    const close = await stopOnAbort(async () => {
+      await server.close();
+      await engine.close();
+      log?.info({ socket: opts.socket }, "key service stopped");
+      markClosed();
+    }, opts.signal);
     return {
       socket: opts.socket,
       dir: opts.dir,

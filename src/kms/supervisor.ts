@@ -1,6 +1,14 @@
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../lib/log.ts";
-import { type Child, type Supervised, sleep, supervise } from "../service/supervisor.ts";
+import { stopOnAbort } from "../service/stop.ts";
+import {
+  type Child,
+  liveHandle,
+  type Supervised,
+  type SupervisedFields,
+  sleep,
+  supervise,
+} from "../service/supervisor.ts";
 import { KmsClient } from "./client.ts";
 import { kmsError } from "./errors.ts";
 
@@ -22,14 +30,11 @@ export interface KmsProcessOptions {
   onRestart?: (info: { code: number | null; signal: string | null; restarts: number }) => void;
 }
 
-export interface KmsProcess {
+/** pid, restarts and state are the supervisor's (service/supervisor.ts). */
+export interface KmsProcess extends SupervisedFields {
   socket: string;
   /** A client for the service; survives restarts (it reconnects). */
   client: KmsClient;
-  /** The current child's pid (undefined while it is being restarted). */
-  readonly pid: number | undefined;
-  /** How many times the service was restarted after dying. */
-  readonly restarts: number;
   /** Resolves once the current (or restarting) service answers on its socket; rejects once stopped. */
   ready(): Promise<void>;
   /** Stops the service (SIGTERM, then SIGKILL after 5 s) and does not restart it. Idempotent. */
@@ -117,29 +122,10 @@ export async function startKmsProcess(opts: KmsProcessOptions): Promise<KmsProce
   }
   opts.log?.info({ pid: proc.pid, socket: opts.socket }, "key service started");
 
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      await client.close();
-      await proc.stop();
-    })();
-    return stopping;
-  };
-  if (opts.signal) {
-    if (opts.signal.aborted) await stop();
-    else opts.signal.addEventListener("abort", () => void stop(), { once: true });
-  }
+  const stop = await stopOnAbort(async () => {
+    await client.close();
+    await proc.stop();
+  }, opts.signal);
 
-  return {
-    socket: opts.socket,
-    client,
-    get pid() {
-      return proc.pid;
-    },
-    get restarts() {
-      return proc.restarts;
-    },
-    ready: () => proc.ready(),
-    stop,
-  };
+  return liveHandle(proc, [], { socket: opts.socket, client, ready: () => proc.ready(), stop });
 }

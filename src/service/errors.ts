@@ -33,12 +33,31 @@ export const SERVICE_FAILURES = {
 
 export type ServiceFailure = keyof typeof SERVICE_FAILURES;
 
-export class ServiceError extends ClawkeepError {
-  readonly reason: ServiceFailure;
+/**
+ * An error whose `reason` (also in `details.reason`, which crosses a socket) is one key of a
+ * table mapping each reason to a project error code: the base of ServiceError and of the local
+ * services' own errors (ModelServerError).
+ */
+export class ReasonedError<R extends string> extends ClawkeepError {
+  readonly reason: R;
 
-  constructor(reason: ServiceFailure, message: string, opts: { cause?: unknown } = {}) {
-    super(SERVICE_FAILURES[reason], message, { ...opts, details: { reason } });
+  constructor(
+    codes: Readonly<Record<R, ErrorCode>>,
+    reason: R,
+    message: string,
+    opts: { cause?: unknown; details?: Record<string, unknown> } = {},
+  ) {
+    super(codes[reason], message, {
+      ...(opts.cause === undefined ? {} : { cause: opts.cause }),
+      details: { ...opts.details, reason },
+    });
     this.reason = reason;
+  }
+}
+
+export class ServiceError extends ReasonedError<ServiceFailure> {
+  constructor(reason: ServiceFailure, message: string, opts: { cause?: unknown } = {}) {
+    super(SERVICE_FAILURES, reason, message, opts);
   }
 }
 

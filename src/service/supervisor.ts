@@ -113,6 +113,47 @@ export interface Supervised<T> {
   stop(graceMs?: number): Promise<void>;
 }
 
+/**
+ * The line a child that listens on TCP prints on stdout once it does (one JSON object): the
+ * readiness probes of the egress proxy and the model server wait for it; each service adds its
+ * own fields.
+ */
+export interface ListeningLineBase {
+  event: "listening";
+  pid: number;
+  url: string;
+  host: string;
+  port: number;
+}
+
+/** What a supervised service's handle reads from its supervisor as it is now. */
+export interface SupervisedFields {
+  /** The current child's pid (undefined between a death and the restart). */
+  readonly pid: number | undefined;
+  /** How many times the child was restarted after dying. */
+  readonly restarts: number;
+  readonly state: SupervisorState;
+}
+
+/**
+ * Gives `fields` read-only getters that always read `sup` as it is now: pid, restarts and state,
+ * and each of `valueKeys` from the latest ready start's value (a restarted child's url or port).
+ * Returns `fields` itself, so getters already in it stay live.
+ */
+export function liveHandle<T, K extends keyof T & string, F extends object>(
+  sup: Supervised<T>,
+  valueKeys: readonly K[],
+  fields: F,
+): F & SupervisedFields & { readonly [P in K]: T[P] } {
+  const props: PropertyDescriptorMap = {
+    pid: { get: () => sup.pid, enumerable: true },
+    restarts: { get: () => sup.restarts, enumerable: true },
+    state: { get: () => sup.state, enumerable: true },
+  };
+  for (const k of valueKeys) props[k] = { get: () => sup.value[k], enumerable: true };
+  return Object.defineProperties(fields, props) as F & SupervisedFields & { readonly [P in K]: T[P] };
+}
+
 /** Waits `ms`, or less when `signal` aborts. */
 export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {

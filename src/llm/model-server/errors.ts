@@ -1,4 +1,5 @@
-import { ClawkeepError, type ErrorCode } from "../../core/errors.ts";
+import type { ErrorCode } from "../../core/errors.ts";
+import { ReasonedError } from "../../service/errors.ts";
 
 /**
  * Why a model-server operation failed, stable across processes: every ModelServerError carries one
@@ -34,18 +35,12 @@ export function isModelServerFailure(value: unknown): value is ModelServerFailur
 }
 
 /** A failure of a model file check, the model registry, the model server or its supervisor. */
-export class ModelServerError extends ClawkeepError {
-  readonly reason: ModelServerFailure;
-
+export class ModelServerError extends ReasonedError<ModelServerFailure> {
   constructor(
     reason: ModelServerFailure,
     message: string,
     opts: { cause?: unknown; details?: Record<string, unknown> } = {},
   ) {
-    super(MODEL_SERVER_FAILURES[reason], message, {
-      ...(opts.cause === undefined ? {} : { cause: opts.cause }),
-      details: { ...opts.details, reason },
-    });
-    this.reason = reason;
+    super(MODEL_SERVER_FAILURES, reason, message, opts);
   }
 }

@@ -3,6 +3,7 @@
  * variable for the API key, and the JSON lines the process prints on stdout.
  */
 import { basename } from "node:path";
+import type { ListeningLineBase } from "../../service/supervisor.ts";
 import type { ModelServerFailure } from "./errors.ts";
 
 /** Exit status for errors a restart cannot fix (sysexits EX_CONFIG): bad option, missing or corrupt model. */
@@ -12,12 +13,7 @@ export const EXIT_FATAL = 78;
 export const API_KEY_ENV = "CLAWKEEP_MODEL_API_KEY";
 
 /** Printed once the server listens. */
-export interface ListeningLine {
-  event: "listening";
-  pid: number;
-  url: string;
-  host: string;
-  port: number;
+export interface ListeningLine extends ListeningLineBase {
   model: string;
   contextSize: number;
   sequences: number;

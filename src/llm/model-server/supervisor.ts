@@ -1,6 +1,12 @@
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../../lib/log.ts";
-import { type Child, type SupervisorState, supervise } from "../../service/supervisor.ts";
+import {
+  type Child,
+  liveHandle,
+  type SupervisedFields,
+  type SupervisorState,
+  supervise,
+} from "../../service/supervisor.ts";
 import { ModelServerError } from "./errors.ts";
 import { API_KEY_ENV, EXIT_FATAL, type ListeningLine, parseStatusLine } from "./protocol.ts";
 import { parseListenAddress } from "./server.ts";
@@ -61,15 +67,11 @@ export interface ModelServerProcessOptions {
 
 export type ModelServerState = SupervisorState;
 
-export interface ModelServerProcess {
+/** pid, restarts and state are the supervisor's (service/supervisor.ts). */
+export interface ModelServerProcess extends SupervisedFields {
   /** Base URL of the API (`http://host:port/v1`) of the latest start. */
   readonly url: string;
   readonly port: number;
-  /** The current child's pid (undefined between a death and the restart). */
-  readonly pid: number | undefined;
-  /** How many times the server was restarted after dying. */
-  readonly restarts: number;
-  readonly state: ModelServerState;
   /** Why it failed for good (state "failed"). */
   readonly failure: ModelServerError | undefined;
   /**
@@ -196,26 +198,11 @@ export async function startModelServerProcess(opts: ModelServerProcessOptions): 
   });
   opts.log?.info({ pid: sup.pid, url: sup.value.url, model: sup.value.model }, "model server started");
 
-  return {
-    get url() {
-      return sup.value.url;
-    },
-    get port() {
-      return sup.value.port;
-    },
-    get pid() {
-      return sup.pid;
-    },
-    get restarts() {
-      return sup.restarts;
-    },
-    get state() {
-      return sup.state;
-    },
+  return liveHandle(sup, ["url", "port"], {
     get failure() {
       return sup.failure === undefined ? undefined : asModelServerError(sup.failure);
     },
     ready: () => sup.ready(),
     stop: () => sup.stop(),
-  };
+  });
 }

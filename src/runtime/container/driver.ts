@@ -611,10 +611,10 @@ export class ContainerDriver implements RuntimeDriver, Settles {
     argv: string[],
     opts: { user?: string; signal?: AbortSignal } = {},
   ): Promise<string> {
-    return this.#oci.run(
-      ["exec", "--user", opts.user ?? `${CONTAINER_UID}:${CONTAINER_UID}`, this.#id(name), ...argv],
-      opts.signal,
-    );
+    return this.#oci.exec(this.#id(name), argv, {
+      ...opts,
+      user: opts.user ?? `${CONTAINER_UID}:${CONTAINER_UID}`,
+    });
   }
 
   async logTail(name: string, maxLines = 20): Promise<string> {

@@ -535,19 +535,12 @@ export class PoolDriver implements RuntimeDriver, Settles {
     const port = tenantPort(rec.index);
     const cmd = opts.confined === false ? argv : confinedArgv(this.#python(), port, TENANT_PORT_SPAN, argv);
     const uid = tenantUid(rec.index);
-    return this.#oci.run(
-      [
-        "exec",
-        "--user",
-        `${uid}:${uid}`,
-        "--cwd",
-        tenantPaths(rec.name).home,
-        ...(await this.#cgroup(rec).runcArgs()),
-        containerId(rec.pool),
-        ...cmd,
-      ],
-      opts.signal,
-    );
+    return this.#oci.exec(containerId(rec.pool), cmd, {
+      user: `${uid}:${uid}`,
+      cwd: tenantPaths(rec.name).home,
+      extra: await this.#cgroup(rec).runcArgs(),
+      signal: opts.signal,
+    });
   }
 
   /** Runs a command in a pool as any container uid, outside every tenant's cgroup (tests). */
@@ -556,10 +549,7 @@ export class PoolDriver implements RuntimeDriver, Settles {
     argv: string[],
     opts: { user?: string; signal?: AbortSignal } = {},
   ): Promise<string> {
-    return this.#oci.run(
-      ["exec", "--user", opts.user ?? `${NOBODY}:${NOBODY}`, containerId(pool), ...argv],
-      opts.signal,
-    );
+    return this.#oci.exec(containerId(pool), argv, { ...opts, user: opts.user ?? `${NOBODY}:${NOBODY}` });
   }
 
   /**

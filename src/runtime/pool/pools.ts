@@ -166,7 +166,7 @@ export class PoolContainers {
       await this.applyNet(pool, signal);
       await oci.start(id, signal);
       // OpenClaw takes /tmp/openclaw when it can own it: a root-owned one keeps every tenant off it.
-      await oci.run(["exec", "--user", "0:0", id, "/usr/bin/mkdir", "-m", "0700", "/tmp/openclaw"]);
+      await oci.exec(id, ["/usr/bin/mkdir", "-m", "0700", "/tmp/openclaw"], { user: "0:0" });
       await this.syncBridge();
     } catch (err) {
       await oci.remove(id);

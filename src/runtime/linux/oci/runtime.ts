@@ -83,6 +83,19 @@ export class OciRuntime {
   }
 
   /**
+   * Runs `argv` in a running container as `user` ("uid:gid"), in `cwd` when given, with `extra`
+   * exec options before the container id (a cgroup to join), and returns its stdout.
+   */
+  exec(
+    id: string,
+    argv: readonly string[],
+    opts: { user: string; cwd?: string; extra?: readonly string[]; signal?: AbortSignal },
+  ): Promise<string> {
+    const cwd = opts.cwd === undefined ? [] : ["--cwd", opts.cwd];
+    return this.run(["exec", "--user", opts.user, ...cwd, ...(opts.extra ?? []), id, ...argv], opts.signal);
+  }
+
+  /**
    * The runtime's view of a container. A container the runtime does not know, or a state
    * directory that does not exist yet, is `absent`; any status but created and running is
    * `stopped`.
