@@ -1,20 +1,14 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { planFor } from "../core/plans.ts";
 import { Secret } from "../core/secret.ts";
 import type { Tier } from "../core/tenant.ts";
+import { testSpec } from "../testing/specs.ts";
 import { FakeDriver } from "./fake/driver.ts";
 import { TieredDriver } from "./tiered.ts";
 import { type InstanceSpec, type Settles, settles } from "./types.ts";
 
-const spec = (name: string, tier: Tier, slot: number): InstanceSpec => ({
-  tenantId: `tnt_${name}`,
-  name,
-  tier,
-  slot,
-  plan: planFor(tier),
-  llm: { baseUrl: "http://127.0.0.1:9/v1", model: "m" },
-});
+const spec = (name: string, tier: Tier, slot: number): InstanceSpec =>
+  testSpec(name, tier, slot, { baseUrl: "http://127.0.0.1:9/v1", model: "m" });
 const secrets = { gatewayToken: new Secret("t".repeat(32)), llmApiKey: new Secret("k") };
 
 /** A fake that, like the container driver, hands a start's extra CPU back in settle(). */

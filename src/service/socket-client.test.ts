@@ -1,24 +1,17 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { lstat, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
+import { useTempDir } from "../testing/temp-dir.ts";
 import { isServiceError } from "./errors.ts";
 import { connectionError, errorOf, SocketClient } from "./socket-client.ts";
-import { sendError, sendJson, serveSocket } from "./socket-server.ts";
+import { sendError, sendJson } from "./socket-server.ts";
+import { testClient as client, staleSocket, TEST_SERVICE, whileServing } from "./testing.ts";
 
-let dir = "";
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "ck-svc-client-"));
-});
-after(() => rm(dir, { recursive: true, force: true }));
-
-const client = (socketPath: string, timeoutMs?: number) =>
-  new SocketClient({ service: "the test service", socketPath, ...(timeoutMs ? { timeoutMs } : {}) });
+const dir = useTempDir("ck-svc-client-");
 
 test("no socket (ENOENT) and a dead one (ECONNREFUSED) are not_running, in one message; a live one answers", async () => {
-  const missing = join(dir, "missing.sock");
+  const missing = join(dir(), "missing.sock");
   await assert.rejects(
     client(missing).json("GET", "/"),
     (e: unknown) =>
@@ -27,27 +20,14 @@ test("no socket (ENOENT) and a dead one (ECONNREFUSED) are not_running, in one m
       e.code === "runtime_unavailable",
   );
 
-  const dead = join(dir, "dead.sock");
-  const script = `require("node:net").createServer().listen(${JSON.stringify(dead)}, () => console.log("up"));`;
-  const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
-  const gone = new Promise((r) => child.once("exit", r));
-  child.kill("SIGKILL");
-  await gone;
-  assert.ok((await lstat(dead)).isSocket());
+  const dead = join(dir(), "dead.sock");
+  await staleSocket(dead);
   await assert.rejects(client(dead).json("GET", "/"), (e: unknown) => isServiceError(e, "not_running"));
 
-  const live = join(dir, "live", "s.sock");
-  const s = await serveSocket({
-    service: "the test service",
-    socket: live,
-    handler: (_req, res) => sendJson(res, 200, { ok: true }),
-  });
-  try {
+  const live = join(dir(), "live", "s.sock");
+  await whileServing({ socket: live, handler: (_req, res) => sendJson(res, 200, { ok: true }) }, async () => {
     assert.deepEqual(await client(live).json("GET", "/"), { ok: true }, "control: a live socket answers");
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test("EACCES and EPERM map to permission_denied; other errors to unreachable", () => {
@@ -64,18 +44,13 @@ test("EACCES and EPERM map to permission_denied; other errors to unreachable", (
 });
 
 test("no answer within timeoutMs is a timeout; an answer in time is not; an abort passes through", async () => {
-  const socket = join(dir, "slow", "s.sock");
-  const s = await serveSocket({
-    service: "the test service",
-    socket,
-    handler: async (req, res) => {
-      const ms = Number(new URL(req.url ?? "/", "http://x").searchParams.get("ms"));
-      await new Promise((r) => setTimeout(r, ms));
-      if (!res.destroyed) sendJson(res, 200, { slept: ms });
-    },
-    drainMs: 0,
-  });
-  try {
+  const socket = join(dir(), "slow", "s.sock");
+  const slow = async (req: IncomingMessage, res: ServerResponse) => {
+    const ms = Number(new URL(req.url ?? "/", "http://x").searchParams.get("ms"));
+    await new Promise((r) => setTimeout(r, ms));
+    if (!res.destroyed) sendJson(res, 200, { slept: ms });
+  };
+  await whileServing({ socket, handler: slow, drainMs: 0 }, async () => {
     await assert.rejects(
       client(socket, 100).json("GET", "/?ms=1000"),
       (e: unknown) =>
@@ -87,26 +62,20 @@ test("no answer within timeoutMs is a timeout; an answer in time is not; an abor
     const call = client(socket).json("GET", "/?ms=1000", undefined, { signal: ac.signal });
     setTimeout(() => ac.abort(), 50);
     await assert.rejects(call, (e: unknown) => (e as Error).name === "AbortError");
-  } finally {
-    await s.close();
-  }
+  });
 });
 
 test("raw bodies travel as bytes; an error status is the caller's to map, with its typed body", async () => {
-  const socket = join(dir, "raw", "s.sock");
-  const s = await serveSocket({
-    service: "the test service",
-    socket,
-    handler: async (req, res) => {
-      if (req.url === "/fail") return sendError(res, 409, { code: "conflict", message: "no", extra: 1 });
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      res.writeHead(200, { "content-type": "application/octet-stream" });
-      res.end(Buffer.concat(chunks).reverse());
-    },
-  });
-  try {
-    const c = new SocketClient({ service: "the test service", socketPath: socket, keepAlive: true });
+  const socket = join(dir(), "raw", "s.sock");
+  const reverse = async (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url === "/fail") return sendError(res, 409, { code: "conflict", message: "no", extra: 1 });
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    res.writeHead(200, { "content-type": "application/octet-stream" });
+    res.end(Buffer.concat(chunks).reverse());
+  };
+  await whileServing({ socket, handler: reverse }, async () => {
+    const c = new SocketClient({ service: TEST_SERVICE, socketPath: socket, keepAlive: true });
     const r = await c.request({ method: "POST", path: "/", body: Buffer.from([1, 2, 3]) });
     assert.deepEqual([...r.body], [3, 2, 1]);
     assert.equal(r.type, "application/octet-stream");
@@ -115,7 +84,5 @@ test("raw bodies travel as bytes; an error status is the caller's to map, with i
     assert.deepEqual(errorOf(f), { code: "conflict", message: "no", extra: 1 });
     assert.equal(errorOf(r), undefined, "control: a body without an error object");
     c.close();
-  } finally {
-    await s.close();
-  }
+  });
 });

@@ -1,37 +1,18 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { lstat, mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { after, before, test } from "node:test";
+import { lstat, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { test } from "node:test";
+import { useTempDir } from "../testing/temp-dir.ts";
 import { isServiceError } from "./errors.ts";
 import { peerCredentialsAvailable } from "./peer.ts";
-import { SocketClient } from "./socket-client.ts";
 import { readBody, type SocketHandler, sendError, sendJson, serveSocket } from "./socket-server.ts";
+import { testClient as client, staleSocket, whileServing } from "./testing.ts";
 
-let dir = "";
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), "ck-svc-"));
-});
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = useTempDir("ck-svc-");
 
 let n = 0;
-const socketIn = (sub = `run${n++}`) => join(dir, sub, "s.sock");
+const socketIn = (sub = `run${n++}`) => join(dir(), sub, "s.sock");
 const hello: SocketHandler = (_req, res) => sendJson(res, 200, { hello: "world" });
-const client = (socketPath: string, timeoutMs?: number) =>
-  new SocketClient({ service: "the test service", socketPath, ...(timeoutMs ? { timeoutMs } : {}) });
-
-/** Leaves a dead socket at `path`: a child listens there and is SIGKILLed (nothing unlinks it). */
-export async function staleSocket(path: string): Promise<void> {
-  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-  const script = `require("node:net").createServer().listen(${JSON.stringify(path)}, () => console.log("up"));`;
-  const child = spawn(process.execPath, ["-e", script], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((resolve) => child.stdout.once("data", () => resolve()));
-  const gone = new Promise((r) => child.once("exit", r));
-  child.kill("SIGKILL");
-  await gone;
-  assert.ok((await lstat(path)).isSocket(), "control: the dead child's socket is still there");
-}
 
 test("the socket is 0600 in a directory created 0700; close() removes it", async () => {
   const socket = socketIn();
@@ -50,29 +31,23 @@ test("the socket is 0600 in a directory created 0700; close() removes it", async
 
 test("a second server on a live socket is refused; a stale socket is replaced; a file is never replaced", async () => {
   const socket = socketIn();
-  const first = await serveSocket({ service: "the test service", socket, handler: hello });
-  try {
+  await whileServing({ socket, handler: hello }, async () => {
     await assert.rejects(
       serveSocket({ service: "the test service", socket, handler: hello }),
       (e: unknown) => isServiceError(e, "already_running") && /already listens on/.test(e.message),
     );
     assert.deepEqual(await client(socket).json("GET", "/"), { hello: "world" }, "the first is unharmed");
-  } finally {
-    await first.close();
-  }
+  });
 
   const stale = socketIn();
   await staleSocket(stale);
-  const replaced = await serveSocket({ service: "the test service", socket: stale, handler: hello });
-  try {
+  await whileServing({ socket: stale, handler: hello }, async () => {
     assert.deepEqual(
       await client(stale).json("GET", "/"),
       { hello: "world" },
       "the stale socket was replaced",
     );
-  } finally {
-    await replaced.close();
-  }
+  });
 
   const file = socketIn();
   await serveSocket({ service: "t", socket: file, handler: hello }).then((s) => s.close());
@@ -153,26 +128,20 @@ test("close() lets a call in flight finish; drainMs 0 cuts it", async () => {
 });
 
 test("readBody: a body over the limit is refused (drained so the error can be answered); one within is read", async () => {
-  const s = await serveSocket({
-    service: "the test service",
-    socket: socketIn(),
-    handler: async (req, res) => {
-      try {
-        const body = await readBody(req, 1024, undefined, { drain: true });
-        sendJson(res, 200, { size: body.length });
-      } catch (err) {
-        sendError(res, 413, { code: "invalid_request", message: (err as Error).message });
-      }
-    },
-  });
-  try {
+  const bounded: SocketHandler = async (req, res) => {
+    try {
+      const body = await readBody(req, 1024, undefined, { drain: true });
+      sendJson(res, 200, { size: body.length });
+    } catch (err) {
+      sendError(res, 413, { code: "invalid_request", message: (err as Error).message });
+    }
+  };
+  await whileServing({ socket: socketIn(), handler: bounded }, async (s) => {
     const c = client(s.socket);
     const big = await c.request({ method: "POST", path: "/", body: Buffer.alloc(4096, 1) });
     assert.equal(big.status, 413);
     assert.match(big.body.toString(), /larger than 1024 bytes/);
     const small = await c.request({ method: "POST", path: "/", body: Buffer.alloc(1000, 1) });
     assert.deepEqual(JSON.parse(small.body.toString()), { size: 1000 }, "control: within the limit");
-  } finally {
-    await s.close();
-  }
+  });
 });

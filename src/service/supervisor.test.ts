@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { isServiceError } from "./errors.ts";
-import { type Child, supervise } from "./supervisor.ts";
+import { type Child, type SuperviseOptions, supervise } from "./supervisor.ts";
 
 /** argv of a node child running `script`. */
 const node = (script: string) => [process.execPath, "-e", script];
@@ -12,6 +12,16 @@ const readyLine = (c: Child) =>
       if (l.startsWith("ready")) resolve(l);
     });
     void c.exited.then((e) => reject(new Error(`exited (${e.signal ?? e.code}) before it was ready`)));
+  });
+/** Supervises a node child running `script`, ready once it prints "ready" (within 10 s), its output ignored. */
+const superviseScript = (name: string, script: string, more: Partial<SuperviseOptions<string>> = {}) =>
+  supervise({
+    name,
+    argv: node(script),
+    output: "ignore",
+    ready: readyLine,
+    readyTimeoutMs: 10_000,
+    ...more,
   });
 const alive = (pid: number) => {
   try {
@@ -31,18 +41,17 @@ const until = async (f: () => boolean, what: string, ms = 10_000) => {
 
 test("a child that dies is restarted with exponential backoff; without restart it is not", async () => {
   const delays: number[] = [];
-  const sup = await supervise({
-    name: "dier",
-    argv: node(`console.log("ready " + process.pid); setTimeout(() => process.exit(3), 30);`),
-    output: "ignore",
-    ready: readyLine,
-    readyTimeoutMs: 10_000,
-    restart: { initialMs: 40, maxMs: 160 },
-    onRestart: (i) => {
-      assert.equal(i.code, 3);
-      delays.push(i.delayMs);
+  const sup = await superviseScript(
+    "dier",
+    `console.log("ready " + process.pid); setTimeout(() => process.exit(3), 30);`,
+    {
+      restart: { initialMs: 40, maxMs: 160 },
+      onRestart: (i) => {
+        assert.equal(i.code, 3);
+        delays.push(i.delayMs);
+      },
     },
-  });
+  );
   try {
     await until(() => delays.length >= 4, "four restarts");
     assert.deepEqual(delays.slice(0, 4), [40, 80, 160, 160], "doubling, capped at maxMs");
@@ -55,13 +64,7 @@ test("a child that dies is restarted with exponential backoff; without restart i
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(sup.restarts, after, "stop() ends the restarts");
 
-  const once = await supervise({
-    name: "dier",
-    argv: node(`console.log("ready"); setTimeout(() => process.exit(3), 30);`),
-    output: "ignore",
-    ready: readyLine,
-    readyTimeoutMs: 10_000,
-  });
+  const once = await superviseScript("dier", `console.log("ready"); setTimeout(() => process.exit(3), 30);`);
   assert.deepEqual(await once.exited, { code: 3, signal: null }, "control: no restart policy, no restart");
   assert.equal(once.restarts, 0);
   assert.equal(once.state, "stopped");
@@ -70,12 +73,7 @@ test("a child that dies is restarted with exponential backoff; without restart i
 
 test("maxRestarts and isFatal turn restarts into state failed, with onFatal", async () => {
   const fatals: string[] = [];
-  const sup = await supervise({
-    name: "dier",
-    argv: node(`console.log("ready"); setTimeout(() => process.exit(3), 30);`),
-    output: "ignore",
-    ready: readyLine,
-    readyTimeoutMs: 10_000,
+  const sup = await superviseScript("dier", `console.log("ready"); setTimeout(() => process.exit(3), 30);`, {
     restart: { initialMs: 10, maxMs: 10, maxRestarts: 2 },
     onFatal: (e) => fatals.push(e.message),
   });
@@ -106,25 +104,16 @@ test("maxRestarts and isFatal turn restarts into state failed, with onFatal", as
 });
 
 test("stop(): SIGTERM first; a child that ignores it is SIGKILLed after the grace period", async () => {
-  const polite = await supervise({
-    name: "polite",
-    argv: node(`console.log("ready"); setInterval(() => {}, 1000);`),
-    output: "ignore",
-    ready: readyLine,
-    readyTimeoutMs: 10_000,
-  });
+  const polite = await superviseScript("polite", `console.log("ready"); setInterval(() => {}, 1000);`);
   const t0 = Date.now();
   await polite.stop(5_000);
   assert.deepEqual(await polite.exited, { code: null, signal: "SIGTERM" }, "control: TERM is enough");
   assert.ok(Date.now() - t0 < 4_000);
 
-  const stubborn = await supervise({
-    name: "stubborn",
-    argv: node(`process.on("SIGTERM", () => {}); console.log("ready"); setInterval(() => {}, 1000);`),
-    output: "ignore",
-    ready: readyLine,
-    readyTimeoutMs: 10_000,
-  });
+  const stubborn = await superviseScript(
+    "stubborn",
+    `process.on("SIGTERM", () => {}); console.log("ready"); setInterval(() => {}, 1000);`,
+  );
   const pid = stubborn.pid!;
   const t1 = Date.now();
   await stubborn.stop(300);
@@ -152,13 +141,10 @@ test("a readiness time-out carries the child's stderr tail and kills it; a ready
   );
   await until(() => pid !== undefined && !alive(pid), "the unready child to be killed", 3_000);
 
-  const ok = await supervise({
-    name: "talker",
-    argv: node(`console.error("loading"); console.log("ready"); setInterval(() => {}, 1000);`),
-    output: "ignore",
-    ready: readyLine,
-    readyTimeoutMs: 10_000,
-  });
+  const ok = await superviseScript(
+    "talker",
+    `console.error("loading"); console.log("ready"); setInterval(() => {}, 1000);`,
+  );
   try {
     assert.equal(ok.state, "running", "control: a child that is ready in time runs");
     assert.ok(alive(ok.pid!));

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
+import { useTempDir } from "../../../testing/temp-dir.ts";
 import {
   DirectoryLockedError,
   decodeGetPolicyExArg,
@@ -25,13 +24,7 @@ const key = Buffer.from(Array.from({ length: 64 }, (_, i) => i));
 /** What kernel 6.18 returned from FS_IOC_ADD_ENCRYPTION_KEY for the key 00 01 .. 3f. */
 const KERNEL_IDENTIFIER = "8699c2c53707405da5aba5ae4d8583c0";
 
-let dir: string;
-before(async () => {
-  dir = await mkdtemp(`${tmpdir()}/clawkeep-fscrypt-unit-`);
-});
-after(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tmp = useTempDir("clawkeep-fscrypt-unit-");
 
 test("ioctl numbers equal those of <linux/fscrypt.h> (x86-64, compiled with gcc)", () => {
   assert.equal(FS_IOC.SET_ENCRYPTION_POLICY, 0x800c6613);
@@ -126,17 +119,26 @@ function fakeIoctl(answers: Partial<Record<number, (arg: Buffer) => number>>) {
   return { fn, calls };
 }
 
+/** An Fscrypt whose ioctl answers `request` with `answer` (and every other with ENOTTY). */
+const answering = (request: number, answer: (arg: Buffer) => number) =>
+  new Fscrypt({ ioctl: fakeIoctl({ [request]: answer }).fn });
+/** An ioctl answer that writes `value` (u32, little-endian) at `offset` of the argument and succeeds. */
+const writesU32 = (value: number, offset: number) => (arg: Buffer) => {
+  arg.writeUInt32LE(value, offset);
+  return 0;
+};
+
 test("getPolicy: ENODATA means not encrypted; ENOTTY/EOPNOTSUPP mean unsupported, said in words", async () => {
-  const none = new Fscrypt({ ioctl: fakeIoctl({ [FS_IOC.GET_ENCRYPTION_POLICY_EX]: () => -61 }).fn });
-  assert.equal(await none.getPolicy(dir), null);
-  const unsupported = new Fscrypt({ ioctl: fakeIoctl({ [FS_IOC.GET_ENCRYPTION_POLICY_EX]: () => -95 }).fn });
-  await assert.rejects(unsupported.getPolicy(dir), (err: unknown) => {
+  const none = answering(FS_IOC.GET_ENCRYPTION_POLICY_EX, () => -61);
+  assert.equal(await none.getPolicy(tmp()), null);
+  const unsupported = answering(FS_IOC.GET_ENCRYPTION_POLICY_EX, () => -95);
+  await assert.rejects(unsupported.getPolicy(tmp()), (err: unknown) => {
     assert.ok(err instanceof FscryptUnsupportedError);
     assert.equal(err.code, "runtime_unavailable");
     assert.match(err.message, /does not support encryption \(EOPNOTSUPP\).*-O encrypt/);
     return true;
   });
-  await assert.rejects(none.getPolicy(`${dir}/missing`), /cannot open directory .*missing: ENOENT/);
+  await assert.rejects(none.getPolicy(`${tmp()}/missing`), /cannot open directory .*missing: ENOENT/);
 });
 
 test("addKey hands the key over in the ioctl argument and zeroes that copy afterwards", async () => {
@@ -147,7 +149,7 @@ test("addKey hands the key over in the ioctl argument and zeroes that copy after
       return 0;
     },
   });
-  const got = await new Fscrypt({ ioctl: fake.fn }).addKey(dir, key);
+  const got = await new Fscrypt({ ioctl: fake.fn }).addKey(tmp(), key);
   assert.equal(got.toString("hex"), KERNEL_IDENTIFIER);
   const call = fake.calls[0]!;
   assert.deepEqual(call.copy.subarray(80), key, "the kernel saw the key");
@@ -157,8 +159,8 @@ test("addKey hands the key over in the ioctl argument and zeroes that copy after
   );
   assert.deepEqual(key.subarray(0, 4), Buffer.from([0, 1, 2, 3]), "the caller's key is left to the caller");
 
-  const denied = new Fscrypt({ ioctl: fakeIoctl({ [FS_IOC.ADD_ENCRYPTION_KEY]: () => -13 }).fn });
-  await assert.rejects(denied.addKey(dir, key), /needs CAP_SYS_ADMIN/);
+  const denied = answering(FS_IOC.ADD_ENCRYPTION_KEY, () => -13);
+  await assert.rejects(denied.addKey(tmp(), key), /needs CAP_SYS_ADMIN/);
 });
 
 test("setPolicy explains the kernel's refusals", async () => {
@@ -170,41 +172,25 @@ test("setPolicy explains the kernel's refusals", async () => {
   ];
   for (const [rc, re] of cases) {
     const f = new Fscrypt({ ioctl: fakeIoctl({ [FS_IOC.SET_ENCRYPTION_POLICY]: () => rc }).fn });
-    await assert.rejects(f.setPolicy(dir, id), (err: unknown) => {
+    await assert.rejects(f.setPolicy(tmp(), id), (err: unknown) => {
       assert.ok(err instanceof FscryptError);
       assert.match(err.message, re);
       return true;
     });
   }
   const fake = fakeIoctl({ [FS_IOC.SET_ENCRYPTION_POLICY]: () => 0 });
-  await new Fscrypt({ ioctl: fake.fn }).setPolicy(dir, id);
+  await new Fscrypt({ ioctl: fake.fn }).setPolicy(tmp(), id);
   assert.deepEqual(fake.calls[0]!.copy, encodePolicyV2(id));
 });
 
 test("removeKey: ENOKEY is already locked, FILES_BUSY is reported; key status decoded", async () => {
   const id = Buffer.from(KERNEL_IDENTIFIER, "hex");
-  const gone = new Fscrypt({ ioctl: fakeIoctl({ [FS_IOC.REMOVE_ENCRYPTION_KEY_ALL_USERS]: () => -126 }).fn });
-  assert.equal(await gone.removeKey(dir, id), "already-locked");
-  const busy = new Fscrypt({
-    ioctl: fakeIoctl({
-      [FS_IOC.REMOVE_ENCRYPTION_KEY_ALL_USERS]: (arg) => {
-        arg.writeUInt32LE(1, 40);
-        return 0;
-      },
-    }).fn,
-  });
-  assert.equal(await busy.removeKey(dir, id), "files-busy");
-  const ok = new Fscrypt({ ioctl: fakeIoctl({ [FS_IOC.REMOVE_ENCRYPTION_KEY_ALL_USERS]: () => 0 }).fn });
-  assert.equal(await ok.removeKey(dir, id), "locked");
-  const status = new Fscrypt({
-    ioctl: fakeIoctl({
-      [FS_IOC.GET_ENCRYPTION_KEY_STATUS]: (arg) => {
-        arg.writeUInt32LE(2, 64);
-        return 0;
-      },
-    }).fn,
-  });
-  assert.equal(await status.keyStatus(dir, id), "present");
+  const remove = FS_IOC.REMOVE_ENCRYPTION_KEY_ALL_USERS;
+  assert.equal(await answering(remove, () => -126).removeKey(tmp(), id), "already-locked");
+  assert.equal(await answering(remove, writesU32(1, 40)).removeKey(tmp(), id), "files-busy");
+  assert.equal(await answering(remove, () => 0).removeKey(tmp(), id), "locked");
+  const status = answering(FS_IOC.GET_ENCRYPTION_KEY_STATUS, writesU32(2, 64));
+  assert.equal(await status.keyStatus(tmp(), id), "present");
 });
 
 test("errors name the state in words and carry stable codes", () => {

@@ -1,22 +1,16 @@
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { ExecError } from "../../../lib/exec.ts";
+import { useTempDir } from "../../../testing/temp-dir.ts";
 import { VolumeConflictError, VolumeError, VolumePathError } from "./errors.ts";
 import { checkSize, MOUNT_OPTIONS, mkfsArgv, mountArgv, parseExt4Superblock } from "./ext4.ts";
 import { parseMountinfo } from "./mountinfo.ts";
 import { checkPathUnder } from "./paths.ts";
 import { LocalVolumes } from "./volume.ts";
 
-let root: string;
-before(async () => {
-  root = await mkdtemp(`${tmpdir()}/clawkeep-volume-unit-`);
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const tmp = useTempDir("clawkeep-volume-unit-");
 
 test("paths must be absolute, normalised, free of NUL/control characters and strictly under the root", () => {
   const r = "/srv/vols";
@@ -119,9 +113,9 @@ function fakeExec(fail: (argv: readonly string[]) => boolean) {
 }
 
 test("a failed create removes the partial image and leaves nothing in the directory", async () => {
-  const imagesRoot = join(root, "images-a");
+  const imagesRoot = join(tmp(), "images-a");
   const f = fakeExec((argv) => argv[0] === "mkfs.ext4");
-  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(root, "mnt-a"), exec: f.exec });
+  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(tmp(), "mnt-a"), exec: f.exec });
   const image = join(imagesRoot, "t1", "vol.img");
   await assert.rejects(vols.createVolume({ image, sizeBytes: 16 * 1024 * 1024 }), (err: unknown) => {
     assert.ok(err instanceof VolumeError);
@@ -136,7 +130,7 @@ test("a failed create removes the partial image and leaves nothing in the direct
   // Control: when mkfs succeeds the image lands under its final name.
   const ok = new LocalVolumes({
     imagesRoot,
-    mountsRoot: join(root, "mnt-a"),
+    mountsRoot: join(tmp(), "mnt-a"),
     exec: fakeExec(() => false).exec,
   });
   const made = join(imagesRoot, "t1", "ok.img");
@@ -149,13 +143,13 @@ test("a failed create removes the partial image and leaves nothing in the direct
 });
 
 test("an aborted create stops and removes the partial image", async () => {
-  const imagesRoot = join(root, "images-b");
+  const imagesRoot = join(tmp(), "images-b");
   const ac = new AbortController();
   const exec = async (argv: readonly string[]) => {
     ac.abort();
     throw new ExecError(argv, null, "", "", new Error("aborted"));
   };
-  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(root, "mnt-b"), exec });
+  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(tmp(), "mnt-b"), exec });
   await assert.rejects(
     vols.createVolume({ image: join(imagesRoot, "v.img"), sizeBytes: 16 * 1024 * 1024, signal: ac.signal }),
     /aborted/,
@@ -164,10 +158,10 @@ test("an aborted create stops and removes the partial image", async () => {
 });
 
 test("an existing file that is not an encrypt-capable ext4 image is never overwritten", async () => {
-  const imagesRoot = join(root, "images-c");
+  const imagesRoot = join(tmp(), "images-c");
   await mkdir(imagesRoot, { recursive: true });
   const f = fakeExec(() => false);
-  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(root, "mnt-c"), exec: f.exec });
+  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(tmp(), "mnt-c"), exec: f.exec });
   const image = join(imagesRoot, "precious.img");
   await writeFile(image, "not a filesystem, keep me");
   await assert.rejects(vols.createVolume({ image, sizeBytes: 16 * 1024 * 1024 }), VolumeConflictError);
@@ -176,13 +170,13 @@ test("an existing file that is not an encrypt-capable ext4 image is never overwr
 });
 
 test("a symlink inside the root cannot lead a path outside it", async () => {
-  const imagesRoot = join(root, "images-d");
-  const outside = join(root, "outside");
+  const imagesRoot = join(tmp(), "images-d");
+  const outside = join(tmp(), "outside");
   await mkdir(imagesRoot, { recursive: true });
   await mkdir(outside, { recursive: true });
   await symlink(outside, join(imagesRoot, "escape"));
   const f = fakeExec(() => false);
-  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(root, "mnt-d"), exec: f.exec });
+  const vols = new LocalVolumes({ imagesRoot, mountsRoot: join(tmp(), "mnt-d"), exec: f.exec });
   await assert.rejects(
     vols.createVolume({ image: join(imagesRoot, "escape", "v.img"), sizeBytes: 16 * 1024 * 1024 }),
     (err: unknown) =>
