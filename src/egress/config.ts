@@ -52,6 +52,7 @@ export const EgressConfigSchema = z.strictObject({
         port: z.number().int().min(1).max(65535),
         address: z.string().refine(isIpLiteral, { message: "must be an IP address" }),
         targetPort: z.number().int().min(1).max(65535),
+        proxyProtocol: z.boolean().optional(),
       }),
     )
     .optional(),

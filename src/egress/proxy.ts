@@ -8,7 +8,7 @@ import {
   type Server,
   type ServerResponse,
 } from "node:http";
-import { connect as netConnect, type Socket } from "node:net";
+import { isIP, connect as netConnect, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { Logger } from "../lib/log.ts";
 import { EgressError } from "./errors.ts";
@@ -92,6 +92,25 @@ interface ActiveConn {
   cutReason: string | null;
   done: Promise<void>;
   finish(): void;
+}
+
+/**
+ * The PROXY protocol v1 header for a connection to a platform upstream on behalf of the tenant at
+ * `source`. Its ports are the proxy's own (the upstream needs the tenant's address only). A v4
+ * tenant towards a v6 upstream is written as a v4-mapped v6 address; a v6 tenant towards a v4
+ * upstream cannot be said in v1 and is sent as `UNKNOWN`, which such an upstream must refuse.
+ */
+export function proxyProtocolLine(
+  source: string,
+  upstream: Pick<Socket, "localPort" | "remoteAddress" | "remotePort">,
+): string {
+  const dst = upstream.remoteAddress ?? "";
+  const ports = `${upstream.localPort ?? 0} ${upstream.remotePort ?? 0}`;
+  const [srcV, dstV] = [isIP(source), isIP(dst)];
+  if (srcV === 4 && dstV === 4) return `PROXY TCP4 ${source} ${dst} ${ports}\r\n`;
+  if (dstV === 6 && (srcV === 6 || srcV === 4))
+    return `PROXY TCP6 ${srcV === 4 ? `::ffff:${source}` : source} ${dst} ${ports}\r\n`;
+  return "PROXY UNKNOWN\r\n";
 }
 
 type Admission =
@@ -443,6 +462,7 @@ class EgressProxyServer implements EgressProxy {
         conn.controller.signal,
       );
       d.address = socket.remoteAddress ?? null;
+      if (upstream?.proxyProtocol) socket.write(proxyProtocolLine(d.source, socket));
       conn.sockets.add(socket);
       socket.setTimeout(this.#idleMs, () => this.#cut(conn, "idle-timeout"));
       return { ok: true, socket, conn };

@@ -54,6 +54,13 @@ export interface PlatformUpstream {
   /** Where the proxy connects (an IP literal; loopback is fine: the proxy runs on the host). */
   address: string;
   targetPort: number;
+  /**
+   * Write a PROXY protocol v1 line (`PROXY TCP4 <tenant's source> <address> <src port>
+   * <targetPort>\r\n`) as the first bytes of every connection to this upstream, so a platform
+   * service behind it (the LLM relay) learns which tenant is calling. The tenant's own bytes come
+   * after it, so a tenant cannot forge one.
+   */
+  proxyProtocol?: boolean;
 }
 
 export interface ProxyCounters {
