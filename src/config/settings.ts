@@ -35,6 +35,13 @@ export interface Settings {
   /** Host name put into gateway URLs. */
   gatewayHost: string;
   llm: { baseUrl: string; apiKey: string; model: string } | null;
+  /** The LLM relay: every Starter and Premium gateway's only provider. */
+  relay: {
+    /** Its fixed port on the host's loopback (tenants: llm.clawkeep.internal:<port>). */
+    port: number;
+    /** Base URLs a tenant's own provider (bring your own key) may have; normalized, no trailing slash. */
+    byokAllow: string[];
+  };
   logLevel: string;
   /**
    * "auto": Starter tenants in shared pool containers (each its own gateway process on the
@@ -145,6 +152,10 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
           model: env.CLAWKEEP_LLM_MODEL || "default",
         }
       : null,
+    relay: {
+      port: int(env, "CLAWKEEP_RELAY_PORT", 4180, 1, 65535),
+      byokAllow: byokAllow(env),
+    },
     logLevel: env.CLAWKEEP_LOG_LEVEL || "info",
     sandbox: sandbox(env),
     edge: loadEdgeSettings(home, env),
@@ -169,6 +180,58 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
       testOnlyPermitRanges: list(env.CLAWKEEP_EGRESS_TEST_ONLY_PERMIT),
     },
   };
+}
+
+/**
+ * The major providers' public API base URLs: where a tenant's own key may be used by default
+ * (CLAWKEEP_LLM_BYOK_ALLOW replaces the list; `none` allows none). Anthropic's speaks the
+ * Messages API, the others the OpenAI one.
+ */
+export const DEFAULT_BYOK_BASE_URLS: readonly string[] = [
+  "https://api.openai.com/v1",
+  "https://api.anthropic.com/v1",
+  "https://api.mistral.ai/v1",
+  "https://api.groq.com/openai/v1",
+  "https://api.together.xyz/v1",
+  "https://api.deepseek.com/v1",
+  "https://api.x.ai/v1",
+  "https://api.fireworks.ai/inference/v1",
+  "https://openrouter.ai/api/v1",
+];
+
+/**
+ * A provider base URL in the one form allowlists compare: http(s), no credentials, query or
+ * fragment, lower-case scheme and host, no trailing slash. Returns null for anything else.
+ */
+export function normalizeBaseUrl(raw: string): string | null {
+  let u: URL;
+  try {
+    u = new URL(raw.trim());
+  } catch {
+    return null;
+  }
+  if ((u.protocol !== "https:" && u.protocol !== "http:") || u.username || u.password) return null;
+  if (u.search || u.hash || raw.includes("?") || raw.includes("#")) return null;
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, "")}`;
+}
+
+function byokAllow(env: NodeJS.ProcessEnv): string[] {
+  const raw = env.CLAWKEEP_LLM_BYOK_ALLOW;
+  if (raw === undefined || raw.trim() === "") return [...DEFAULT_BYOK_BASE_URLS];
+  if (raw.trim() === "none") return [];
+  return [
+    ...new Set(
+      list(raw).map((entry) => {
+        const url = normalizeBaseUrl(entry);
+        if (!url)
+          throw new ValidationError(
+            "invalid_request",
+            `CLAWKEEP_LLM_BYOK_ALLOW: ${JSON.stringify(entry)} is not an http(s) base URL without credentials, query or fragment`,
+          );
+        return url;
+      }),
+    ),
+  ];
 }
 
 function onOff(env: NodeJS.ProcessEnv, key: string, dflt: boolean): boolean {

@@ -6,6 +6,7 @@ import { LOCAL_MODEL_STATES } from "../llm/model-server/status.ts";
 import { MODEL_ID_RE } from "../llm/model-server/verify.ts";
 import { type EgressAllowService, MAX_ALLOW_ENTRIES } from "./egress-allow.ts";
 import { errorBody, sendError, validationError } from "./errors.ts";
+import type { LlmService } from "./llm.ts";
 import type { ModelService } from "./models.ts";
 import type { PoolService } from "./pools.ts";
 import type { Principal, TenantService } from "./tenants.ts";
@@ -226,6 +227,8 @@ export function createApi(opts: {
   pools?: PoolService;
   /** Egress allowlist additions: a tenant's own (both APIs), every tenant's (admin only). */
   egressAllow?: EgressAllowService;
+  /** LLM access: a tenant's usage, own provider and key rotation (both APIs), every tenant's usage (admin only). */
+  llm?: LlmService;
   log?: Logger;
 }) {
   const { mode, tenants } = opts;
@@ -481,6 +484,7 @@ export function createApi(opts: {
   if (mode === "admin" && opts.models) modelRoutes(app, opts.models);
   if (mode === "admin" && opts.pools) poolRoutes(app, opts.pools);
   if (opts.egressAllow) egressAllowRoutes(app, mode, opts.egressAllow);
+  if (opts.llm) llmRoutes(app, mode, opts.llm);
 
   app.doc("/v1/openapi.json", {
     openapi: "3.0.0",
@@ -562,6 +566,182 @@ function egressAllowRoutes(app: OpenAPIHono<Env>, mode: ApiMode, allow: EgressAl
       responses: { 200: json(Operator, "the new allowlist"), 400: errors[400] },
     }),
     async (c) => c.json(await allow.setOperator(c.get("principal"), c.req.valid("json").hosts), 200),
+  );
+}
+
+/** An own provider's model id: what providers name models ("gpt-4o-mini", "claude-sonnet-4-5", "org/model:tag"). */
+const LLM_MODEL_RE = /^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$/;
+
+/**
+ * A tenant's LLM access through the relay (both APIs, the tenant on itself): its usage, its own
+ * provider (bring your own key) and the rotation of its relay key; every tenant's usage (admin).
+ */
+function llmRoutes(app: OpenAPIHono<Env>, mode: ApiMode, llm: LlmService): void {
+  const Limits = z
+    .object({
+      tokensPerDay: z.number().int().nullable(),
+      tokensPerMonth: z.number().int().nullable(),
+      requestsPerMinute: z.number().int().nullable(),
+    })
+    .openapi("LlmLimits", { description: "null: no limit of that kind" });
+  const PlanName = z
+    .enum(["trial", ...TIERS])
+    .openapi({ description: "the trial's until the tenant subscribes" });
+  const Totals = z.object({
+    inputTokens: z.number().int(),
+    outputTokens: z.number().int(),
+    tokens: z.number().int(),
+    requests: z.number().int(),
+  });
+  const Usage = z
+    .object({
+      tenant: z.string(),
+      plan: PlanName,
+      limits: Limits,
+      today: Totals.extend({ day: z.string() }),
+      thisMonth: Totals.extend({ month: z.string() }),
+      days: z.array(
+        z.object({
+          day: z.string(),
+          model: z.string(),
+          inputTokens: z.number().int(),
+          outputTokens: z.number().int(),
+          requests: z.number().int(),
+        }),
+      ),
+    })
+    .openapi("LlmUsage");
+  const Llm = z
+    .object({
+      tenant: z.string(),
+      plan: PlanName,
+      models: z.enum(["platform", "none"]).openapi({ description: "none: air-gapped (Enterprise)" }),
+      limits: Limits,
+      provider: z.enum(["platform", "own"]),
+      own: z
+        .object({ baseUrl: z.string(), model: z.string().nullable(), updatedAt: z.string() })
+        .nullable()
+        .openapi({ description: "the tenant's own provider; its key is never shown" }),
+      allowedBaseUrls: z.array(z.string()),
+    })
+    .openapi("LlmAccess");
+  const OwnKey = z
+    .strictObject({
+      baseUrl: z.string({ message: "baseUrl is required" }).max(500).openapi({
+        example: "https://api.openai.com/v1",
+        description: "one of the operator's allowed base URLs",
+      }),
+      apiKey: z
+        .string({ message: "apiKey is required" })
+        .min(1, "apiKey is required")
+        .max(4096)
+        .regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces")
+        .openapi({ description: "the tenant's own provider key; sealed, never shown again" }),
+      model: z
+        .string()
+        .regex(LLM_MODEL_RE, "a provider's model id: letters, digits and . _ : / @ + -")
+        .optional()
+        .openapi({ example: "gpt-4o-mini" }),
+    })
+    .openapi("OwnLlmKey");
+
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/usage",
+      summary:
+        "The tenant's LLM usage per UTC day and model, today's and this month's totals, and its limits",
+      request: {
+        ...tenantParams,
+        query: z.strictObject({ days: z.coerce.number().int().min(1).max(366).default(31) }),
+      },
+      responses: { 200: json(Usage, "usage"), 400: errors[400], ...tenantErrors },
+    }),
+    (c) => c.json(llm.usage(c.get("principal"), c.req.valid("param").name, c.req.valid("query").days), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/tenants/{name}/llm",
+      summary: "The tenant's LLM access: plan, limits, and whether it uses its own provider (never the key)",
+      request: tenantParams,
+      responses: { 200: json(Llm, "LLM access"), ...tenantErrors },
+    }),
+    (c) => c.json(llm.view(c.get("principal"), c.req.valid("param").name), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "put",
+      path: "/v1/tenants/{name}/llm",
+      summary:
+        "Use the tenant's own provider key (bring your own key): sealed under the tenant's key, used only by the relay",
+      request: { ...tenantParams, body: jsonBody(OwnKey) },
+      responses: {
+        200: json(Llm, "LLM access now"),
+        400: {
+          ...errors[400],
+          description: "invalid request, a base URL the operator does not allow, or air-gapped",
+        },
+        ...tenantErrors,
+      },
+    }),
+    async (c) =>
+      c.json(await llm.setOwnKey(c.get("principal"), c.req.valid("param").name, c.req.valid("json")), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "delete",
+      path: "/v1/tenants/{name}/llm",
+      summary: "Remove the tenant's own provider: back to the platform's",
+      request: tenantParams,
+      responses: { 200: json(Llm, "LLM access now"), ...tenantErrors },
+    }),
+    async (c) => c.json(await llm.clearOwnKey(c.get("principal"), c.req.valid("param").name), 200),
+  );
+  app.openapi(
+    createRoute({
+      method: "post",
+      path: "/v1/tenants/{name}/llm/rotate-key",
+      summary:
+        "Replace the tenant's LLM relay key; the old one stops working, a running gateway restarts with the new one",
+      request: tenantParams,
+      responses: {
+        200: json(z.object({ tenant: z.string(), restarted: z.boolean() }), "rotated"),
+        400: { ...errors[400], description: "air-gapped: no relay key" },
+        ...tenantErrors,
+      },
+    }),
+    async (c) => c.json(await llm.rotateKey(c.get("principal"), c.req.valid("param").name), 200),
+  );
+  if (mode !== "admin") return;
+  app.openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/usage",
+      summary: "Every tenant's LLM usage today and this month, with its limits (operator only)",
+      responses: {
+        200: json(
+          z
+            .object({
+              day: z.string(),
+              month: z.string(),
+              tenants: z.array(
+                z.object({
+                  tenant: z.string(),
+                  tier: z.enum(TIERS),
+                  plan: PlanName,
+                  limits: Limits,
+                  today: Totals,
+                  thisMonth: Totals,
+                }),
+              ),
+            })
+            .openapi("LlmUsageSummary"),
+          "every tenant's usage",
+        ),
+      },
+    }),
+    (c) => c.json(llm.usageAll(c.get("principal")), 200),
   );
 }
 

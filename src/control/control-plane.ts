@@ -1,9 +1,12 @@
+import { DEFAULT_BYOK_BASE_URLS } from "../config/settings.ts";
 import type { KeyService } from "../kms/types.ts";
 import type { Logger } from "../lib/log.ts";
 import type { LlmProvider } from "../openclaw/config.ts";
 import type { RuntimeDriver } from "../runtime/types.ts";
+import { LlmStore } from "../store/llm.ts";
 import type { TenantStore } from "../store/tenants.ts";
 import { type InstanceSpecs, instanceSpecs } from "./instance-spec.ts";
+import { LlmService } from "./llm.ts";
 import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
 import { type EgressReader, TenantService } from "./tenants.ts";
 
@@ -17,8 +20,11 @@ export interface ControlPlaneOptions {
   store: TenantStore;
   driver: RuntimeDriver;
   kms: KeyService;
-  /** The provider every gateway is configured with; its key reaches gateways as a secret. */
-  llm: LlmProvider & { apiKey: string };
+  /**
+   * The provider every gateway is configured with, as tenants reach it (the LLM relay): its URL
+   * and model only. A gateway's one provider key is its own virtual key, never an operator's.
+   */
+  llm: LlmProvider;
   tuning: ReconcilerTuning;
   maxSlots: number;
   log: Logger;
@@ -31,20 +37,30 @@ export interface ControlPlaneOptions {
   caFile?: () => string | null;
   /** The egress proxy's view, when tenants' egress goes through one. */
   egress?: () => EgressReader | null;
-  /** Told after any tenant's actual state changes (the edge re-routes on it). */
+  /**
+   * Told after any tenant's actual state changes (the edge re-routes on it) and after a tenant
+   * got its first LLM relay key at its start (the relay must learn it).
+   */
   onChange?: () => void;
+  /** Base URLs a tenant's own LLM provider may have (default: the major providers'). */
+  byokAllow?: readonly string[];
+  /** Told after a change of a tenant's LLM access (key rotated, own provider set or removed). */
+  onLlmChange?: () => Promise<void> | void;
 }
 
 export interface ControlPlane {
   specs: InstanceSpecs;
   reconciler: Reconciler;
   tenants: TenantService;
+  /** Virtual keys, own providers and usage (store/llm.ts over the same database). */
+  llm: LlmService;
+  llmStore: LlmStore;
 }
 
 /**
  * The control plane's core as production and the unit-test harness both build it: one instance
- * spec factory shared by the reconciler and the tenant service, over the given store, driver
- * and key service. Starts nothing (the caller starts the reconciler).
+ * spec factory shared by the reconciler and the tenant service, and the tenants' LLM access, over
+ * the given store, driver and key service. Starts nothing (the caller starts the reconciler).
  */
 export function createControlPlane(o: ControlPlaneOptions): ControlPlane {
   const specs = instanceSpecs({ llm: o.llm, ...(o.publicOrigin ? { publicOrigin: o.publicOrigin } : {}) });
@@ -52,7 +68,6 @@ export function createControlPlane(o: ControlPlaneOptions): ControlPlane {
     store: o.store,
     driver: o.driver,
     kms: o.kms,
-    llm: o.llm,
     specs,
     ...o.tuning,
     ...(o.clock ? { clock: o.clock } : {}),
@@ -71,5 +86,17 @@ export function createControlPlane(o: ControlPlaneOptions): ControlPlane {
     ...(o.caFile ? { caFile: o.caFile } : {}),
     ...(o.egress ? { egress: o.egress } : {}),
   });
-  return { specs, reconciler, tenants };
+  const llmStore = new LlmStore(o.store.db);
+  const llm = new LlmService({
+    store: o.store,
+    llm: llmStore,
+    kms: o.kms,
+    tenants,
+    reconciler,
+    driver: o.driver,
+    byokAllow: o.byokAllow ?? DEFAULT_BYOK_BASE_URLS,
+    ...(o.onLlmChange ? { onChange: o.onLlmChange } : {}),
+    ...(o.clock ? { clock: o.clock } : {}),
+  });
+  return { specs, reconciler, tenants, llm, llmStore };
 }

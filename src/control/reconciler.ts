@@ -3,12 +3,12 @@ import { ClawkeepError } from "../core/errors.ts";
 import { Secret } from "../core/secret.ts";
 import { type ActualState, effectiveDesired, type Tenant } from "../core/tenant.ts";
 import type { KeyService } from "../kms/types.ts";
-import type { LlmProvider } from "../openclaw/config.ts";
 import { waitReady } from "../openclaw/probe.ts";
 import { type RuntimeDriver, settles } from "../runtime/types.ts";
 import type { TenantStore } from "../store/tenants.ts";
 import { Admission } from "./admission.ts";
 import type { InstanceSpecs } from "./instance-spec.ts";
+import { virtualKeyFor } from "./llm-keys.ts";
 
 export const GATEWAY_TOKEN_PURPOSE = "gateway-token";
 
@@ -16,8 +16,6 @@ export interface ReconcilerOptions {
   store: TenantStore;
   driver: RuntimeDriver;
   kms: KeyService;
-  /** The provider's key, given to each gateway as a secret (its URL and model are in the specs). */
-  llm: LlmProvider & { apiKey: string };
   /** Each tenant's instance spec (instanceSpecs in instance-spec.ts). */
   specs: InstanceSpecs;
   startConcurrency: number;
@@ -28,7 +26,10 @@ export interface ReconcilerOptions {
   backoffBaseMs?: number;
   backoffMaxMs?: number;
   clock?: () => number;
-  /** Called after any tenant's actual state changes (the edge re-routes on it). */
+  /**
+   * Called after any tenant's actual state changes (the edge re-routes on it), and after a tenant
+   * that had no LLM relay key got one at its start (the relay learns it).
+   */
   onChange?: () => void;
   log: Logger;
 }
@@ -287,7 +288,13 @@ export class Reconciler {
     const raw = await this.#o.kms.unseal(sealed, { tenantId: t.id, purpose: GATEWAY_TOKEN_PURPOSE });
     const gatewayToken = new Secret(raw.toString("utf8"));
     raw.fill(0);
-    return { gatewayToken, llmApiKey: new Secret(this.#o.llm.apiKey) };
+    // The gateway's only provider key is its own relay credential, never an operator's key.
+    const { key, created } = await virtualKeyFor(
+      { store: this.#o.store, kms: this.#o.kms, now: this.#clock() },
+      t,
+    );
+    if (created) this.#o.onChange?.();
+    return { gatewayToken, llmApiKey: key };
   }
 
   async #startWithRetries(t: Tenant, signal: AbortSignal): Promise<void> {

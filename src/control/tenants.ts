@@ -15,6 +15,7 @@ import { type LocalModelState, parseModelStatus } from "../llm/model-server/stat
 import type { RuntimeDriver } from "../runtime/types.ts";
 import type { ApiTokenRecord, TenantEvent, TenantStore } from "../store/tenants.ts";
 import type { InstanceSpecs } from "./instance-spec.ts";
+import { newVirtualKey, sealFor, VIRTUAL_KEY_PURPOSE } from "./llm-keys.ts";
 import { GATEWAY_TOKEN_PURPOSE, type Reconciler } from "./reconciler.ts";
 
 /** Who is calling: the operator (admin socket) or a tenant holding one of its API tokens. */
@@ -188,6 +189,8 @@ export class TenantService {
       tenantId: id,
       purpose: GATEWAY_TOKEN_PURPOSE,
     });
+    // Its relay credential, the only provider key its gateway will hold; stored with the rest.
+    const sealedVirtualKey = await sealFor(kms, id, VIRTUAL_KEY_PURPOSE, newVirtualKey());
     const now = this.#now();
     const tenant = store.tx(() => {
       if (store.get(name))
@@ -202,6 +205,7 @@ export class TenantService {
       const t = newTenant({ id, name, tier, slot, now });
       store.insert(t);
       store.putSecret(id, GATEWAY_TOKEN_PURPOSE, sealed, now);
+      store.putSecret(id, VIRTUAL_KEY_PURPOSE, sealedVirtualKey, now);
       store.addApiToken(
         {
           id: `tok_${randomBytes(6).toString("hex")}`,
@@ -224,6 +228,11 @@ export class TenantService {
     return { tenant, apiToken, gatewayToken };
   }
 
+  /**
+   * Marks the tenant deleted; the reconciler then removes its instance, destroys its keys (its
+   * sealed secrets, its own provider key included, can never be opened again) and its rows: its
+   * LLM usage and own provider go with it (cascade).
+   */
   delete(principal: Principal, name: string): Tenant {
     const t = this.get(principal, name);
     this.deps.store.tx(() => {

@@ -93,6 +93,26 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (tenant_id, pattern)
   );
   `,
+  // 4: the LLM relay (store/llm.ts): tokens and requests per tenant, UTC day and model, as the
+  // relay counted them; a tenant's own provider (bring your own key: its base URL and model here,
+  // the key sealed in tenant_secrets). Both go with the tenant.
+  `
+  CREATE TABLE llm_usage (
+    tenant_id     TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    day           TEXT NOT NULL CHECK (length(day) = 10),
+    model         TEXT NOT NULL,
+    input_tokens  INTEGER NOT NULL CHECK (input_tokens >= 0),
+    output_tokens INTEGER NOT NULL CHECK (output_tokens >= 0),
+    requests      INTEGER NOT NULL CHECK (requests >= 0),
+    PRIMARY KEY (tenant_id, day, model)
+  );
+  CREATE TABLE llm_own_providers (
+    tenant_id  TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    base_url   TEXT NOT NULL,
+    model      TEXT,
+    updated_at INTEGER NOT NULL
+  );
+  `,
 ];
 
 export function migrate(db: Db): number {

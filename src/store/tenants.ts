@@ -96,7 +96,7 @@ export class TenantStore extends SqliteStore {
       .run(subscription, now, id);
   }
 
-  /** Removes the tenant and, by cascade, its secrets, tokens and events. */
+  /** Removes the tenant and, by cascade, its secrets, tokens, events and LLM usage. */
   remove(id: string): void {
     this.db.prepare("DELETE FROM tenants WHERE id = ?").run(id);
   }
@@ -115,6 +115,14 @@ export class TenantStore extends SqliteStore {
       .prepare("SELECT sealed FROM tenant_secrets WHERE tenant_id = ? AND purpose = ?")
       .get(tenantId, purpose) as { sealed: Buffer } | undefined;
     return row?.sealed;
+  }
+
+  /** Removes a sealed secret; returns whether there was one. */
+  deleteSecret(tenantId: string, purpose: string): boolean {
+    return (
+      this.db.prepare("DELETE FROM tenant_secrets WHERE tenant_id = ? AND purpose = ?").run(tenantId, purpose)
+        .changes > 0
+    );
   }
 
   addApiToken(rec: ApiTokenRecord, hash: string): void {

@@ -27,11 +27,11 @@ export function makeControlPlane(
   // tenant's keys fails a test.
   const kms = FakeKeyService.createNow();
   const log = createLogger("silent");
-  const { specs, reconciler, tenants } = createControlPlane({
+  const { specs, reconciler, tenants, llm, llmStore } = createControlPlane({
     store,
     driver,
     kms,
-    llm: { baseUrl: "http://127.0.0.1:9/v1", model: "m", apiKey: "k" },
+    llm: { baseUrl: "http://127.0.0.1:9/v1", model: "m" },
     tuning: {
       startConcurrency: opts.startConcurrency ?? 1,
       startAttempts: opts.startAttempts ?? 2,
@@ -52,8 +52,10 @@ export function makeControlPlane(
     reconciler,
     specs,
     tenants,
-    publicApi: createApi({ mode: "public", tenants, log }),
-    adminApi: createApi({ mode: "admin", tenants, log }),
+    llm,
+    llmStore,
+    publicApi: createApi({ mode: "public", tenants, llm, log }),
+    adminApi: createApi({ mode: "admin", tenants, llm, log }),
   };
 }
 
