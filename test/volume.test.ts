@@ -66,11 +66,12 @@ function vol(label: string): Vol {
   return { image: join(root, "images", `${id}.img`), mountpoint, data: join(mountpoint, "data") };
 }
 
-async function openVolume(v: Vol, key: Buffer, sizeBytes = 32 * MiB) {
+/** Creates, mounts and unlocks `v`'s data directory with `key` (default: a new random one). */
+async function openVolume(v: Vol, key = randomBytes(64), sizeBytes = 32 * MiB) {
   await vols.createVolume({ image: v.image, sizeBytes });
   const { loopDevice } = await vols.mountVolume(v);
   const { keyIdentifier } = await vols.unlockDir({ mountpoint: v.mountpoint, dir: v.data, key });
-  return { loopDevice, keyIdentifier };
+  return { loopDevice, keyIdentifier, key };
 }
 
 /** Asserts nothing of the volume is left: no loop device, no mount, no image, no mount point. */
@@ -120,12 +121,29 @@ function isEnokey(err: unknown): boolean {
   return (err as NodeJS.ErrnoException).errno === -126;
 }
 
-test("locked: names read as ciphertext and opening fails with ENOKEY; with the key they read back", async (t) => {
-  if (skipReason) return t.skip(skipReason);
-  const v = vol("locked");
-  const key = randomBytes(64);
-  try {
-    const { keyIdentifier } = await openVolume(v, key);
+/**
+ * A test on a new volume named after `label` (nothing made yet): skipped, saying why, where
+ * volumes cannot be tested here; the volume is deleted afterwards, even when the test fails, and
+ * then nothing of it may be left (assertGone).
+ */
+function volumeTest(title: string, label: string, body: (v: Vol) => Promise<void>): void {
+  test(title, async (t) => {
+    if (skipReason) return t.skip(skipReason);
+    const v = vol(label);
+    try {
+      await body(v);
+    } finally {
+      await vols.deleteVolume(v);
+    }
+    await assertGone(v);
+  });
+}
+
+volumeTest(
+  "locked: names read as ciphertext and opening fails with ENOKEY; with the key they read back",
+  "locked",
+  async (v) => {
+    const { key, keyIdentifier } = await openVolume(v);
     const files: Record<string, string> = {
       "alpha-notes.txt": "the alpha notes",
       "beta-plan.md": "beta plan text",
@@ -164,11 +182,8 @@ test("locked: names read as ciphertext and opening fails with ENOKEY; with the k
     assert.deepEqual((await readdir(v.data)).sort(), written);
     for (const [name, body] of Object.entries(files))
       assert.equal(await readFile(join(v.data, name), "utf8"), body);
-  } finally {
-    await vols.deleteVolume(v);
-  }
-  await assertGone(v);
-});
+  },
+);
 
 test("key material and plaintext never reach the image; control: a plain ext4 image shows both", async (t) => {
   if (skipReason) return t.skip(skipReason);
@@ -332,48 +347,40 @@ test("every call is idempotent and deleteVolume leaves no loop device, mount or 
   await assertGone(v);
 });
 
-test("a wrong key is refused, adds nothing, and the directory stays locked", async (t) => {
-  if (skipReason) return t.skip(skipReason);
-  const v = vol("wrongkey");
+volumeTest("a wrong key is refused, adds nothing, and the directory stays locked", "wrongkey", async (v) => {
   const key = randomBytes(64);
   const wrong = randomBytes(64);
-  try {
-    const { keyIdentifier } = await openVolume(v, key);
-    await writeFile(join(v.data, "private.txt"), "private");
-    await vols.lockDir({ mountpoint: v.mountpoint, keyIdentifier });
-    await assert.rejects(
-      vols.unlockDir({ mountpoint: v.mountpoint, dir: v.data, key: wrong }),
-      KeyMismatchError,
-    );
-    const wrongId = (
-      await vols.unlockDir({ mountpoint: v.mountpoint, dir: join(v.mountpoint, "other"), key: wrong })
-    ).keyIdentifier;
-    // The wrong key now sits in the keyring for "other", yet v.data stays locked.
-    assert.equal(await vols.keyStatus({ mountpoint: v.mountpoint, keyIdentifier: keyIdentifier }), "absent");
-    assert.ok(!(await readdir(v.data)).includes("private.txt"));
-    await vols.lockDir({ mountpoint: v.mountpoint, keyIdentifier: wrongId });
+  const { keyIdentifier } = await openVolume(v, key);
+  await writeFile(join(v.data, "private.txt"), "private");
+  await vols.lockDir({ mountpoint: v.mountpoint, keyIdentifier });
+  await assert.rejects(
+    vols.unlockDir({ mountpoint: v.mountpoint, dir: v.data, key: wrong }),
+    KeyMismatchError,
+  );
+  const wrongId = (
+    await vols.unlockDir({ mountpoint: v.mountpoint, dir: join(v.mountpoint, "other"), key: wrong })
+  ).keyIdentifier;
+  // The wrong key now sits in the keyring for "other", yet v.data stays locked.
+  assert.equal(await vols.keyStatus({ mountpoint: v.mountpoint, keyIdentifier: keyIdentifier }), "absent");
+  assert.ok(!(await readdir(v.data)).includes("private.txt"));
+  await vols.lockDir({ mountpoint: v.mountpoint, keyIdentifier: wrongId });
 
-    // A non-empty unencrypted directory is refused, never encrypted in place.
-    await mkdir(join(v.mountpoint, "plain"));
-    await writeFile(join(v.mountpoint, "plain", "f"), "x");
-    await assert.rejects(
-      vols.unlockDir({ mountpoint: v.mountpoint, dir: join(v.mountpoint, "plain"), key }),
-      /not encrypted and not empty/,
-    );
-    // A directory outside the volume is refused before anything touches it.
-    await assert.rejects(vols.unlockDir({ mountpoint: v.mountpoint, dir: root, key }), /is not under/);
-  } finally {
-    await vols.deleteVolume(v);
-  }
-  await assertGone(v);
+  // A non-empty unencrypted directory is refused, never encrypted in place.
+  await mkdir(join(v.mountpoint, "plain"));
+  await writeFile(join(v.mountpoint, "plain", "f"), "x");
+  await assert.rejects(
+    vols.unlockDir({ mountpoint: v.mountpoint, dir: join(v.mountpoint, "plain"), key }),
+    /not encrypted and not empty/,
+  );
+  // A directory outside the volume is refused before anything touches it.
+  await assert.rejects(vols.unlockDir({ mountpoint: v.mountpoint, dir: root, key }), /is not under/);
 });
 
-test("open files keep the volume busy: lock reports it, unmount and close refuse; after closing all succeed", async (t) => {
-  if (skipReason) return t.skip(skipReason);
-  const v = vol("busy");
-  const key = randomBytes(64);
-  try {
-    const { keyIdentifier } = await openVolume(v, key);
+volumeTest(
+  "open files keep the volume busy: lock reports it, unmount and close refuse; after closing all succeed",
+  "busy",
+  async (v) => {
+    const { key, keyIdentifier } = await openVolume(v);
     const fh = await open(join(v.data, "open-file"), "w");
     try {
       assert.equal(await vols.lockDir({ mountpoint: v.mountpoint, keyIdentifier }), "files-busy");
@@ -404,17 +411,14 @@ test("open files keep the volume busy: lock reports it, unmount and close refuse
     assert.deepEqual(await mountEntries(v.mountpoint), []);
     assert.deepEqual(await loopDevicesOf(v.image), []);
     await vols.closeVolume({ mountpoint: v.mountpoint, keyIdentifiers: [keyIdentifier] });
-  } finally {
-    await vols.deleteVolume(v);
-  }
-  await assertGone(v);
-});
+  },
+);
 
-test("noexec: a program on the volume cannot run; control: the same file runs from the host disk", async (t) => {
-  if (skipReason) return t.skip(skipReason);
-  const v = vol("noexec");
-  const script = "#!/bin/sh\necho ran\n";
-  try {
+volumeTest(
+  "noexec: a program on the volume cannot run; control: the same file runs from the host disk",
+  "noexec",
+  async (v) => {
+    const script = "#!/bin/sh\necho ran\n";
     await openVolume(v, randomBytes(64));
     await writeFile(join(v.data, "prog"), script, { mode: 0o755 });
     await assert.rejects(execFile([join(v.data, "prog")]), (err: unknown) =>
@@ -423,20 +427,17 @@ test("noexec: a program on the volume cannot run; control: the same file runs fr
     const control = join(root, "prog");
     await writeFile(control, script, { mode: 0o755 });
     assert.equal((await execFile([control])).trim(), "ran");
-  } finally {
-    await vols.deleteVolume(v);
-  }
-  await assertGone(v);
-});
+  },
+);
 
-test("Starter pool: tenant directories inherit the pool key, 0700 under their own uid", async (t) => {
-  if (skipReason) return t.skip(skipReason);
-  const v = vol("pool");
-  const uidA = 4_710_001;
-  const uidB = 4_710_002;
-  const asUid = (uid: number, argv: string[]) =>
-    execFile(["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", ...argv]);
-  try {
+volumeTest(
+  "Starter pool: tenant directories inherit the pool key, 0700 under their own uid",
+  "pool",
+  async (v) => {
+    const uidA = 4_710_001;
+    const uidB = 4_710_002;
+    const asUid = (uid: number, argv: string[]) =>
+      execFile(["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", ...argv]);
     await vols.createVolume({ image: v.image, sizeBytes: 32 * MiB });
     await vols.mountVolume(v);
     const { keyIdentifier } = await vols.unlockDir({
@@ -493,11 +494,8 @@ test("Starter pool: tenant directories inherit the pool key, 0700 under their ow
       vols.makeTenantDir({ mountpoint: v.mountpoint, parent: v.data, name: "carol", uid: uidA, gid: uidA }),
       /is locked: it is encrypted and its key is not added/,
     );
-  } finally {
-    await vols.deleteVolume(v);
-  }
-  await assertGone(v);
-});
+  },
+);
 
 test("rollback: a failed mount detaches its loop device; an aborted create leaves no file", async (t) => {
   if (skipReason) return t.skip(skipReason);
