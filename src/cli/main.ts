@@ -11,38 +11,14 @@ import { registerKmsCommands } from "../kms/cli.ts";
 import { createLogger } from "../lib/log.ts";
 import { findRuntime, installRuntime } from "../openclaw/runtime.ts";
 import { AdminClient } from "./admin-client.ts";
+import { client, jsonOpt, type Out, print, table } from "./common.ts";
 import { reportCliError } from "./fail.ts";
-
-type Out = { json?: boolean };
-
-function print(opts: Out, data: unknown, human: () => string): void {
-  process.stdout.write(opts.json ? `${JSON.stringify(data, null, 2)}\n` : `${human()}\n`);
-}
-
-/** The `--json` option every command takes. */
-const jsonOpt = () => new Option("--json", "print machine-readable JSON");
+import { registerLlmCommands } from "./llm.ts";
 
 function progress(opts: Out) {
   return (line: string) => {
     if (!opts.json) process.stderr.write(`${line}\n`);
   };
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  return rows
-    .map((r) =>
-      r
-        .map((c, i) => c.padEnd(widths[i]!))
-        .join("  ")
-        .trimEnd(),
-    )
-    .join("\n");
-}
-
-function client(cmd: Command): AdminClient {
-  const socket = (cmd.optsWithGlobals() as { socket?: string }).socket ?? loadSettings().adminSocket;
-  return new AdminClient(socket);
 }
 
 /**
@@ -339,6 +315,7 @@ export function buildCli(): Command {
   registerModelCommands(program);
   registerPoolCommands(program);
   registerEgressCommands(program);
+  registerLlmCommands(program);
   return program;
 }
 
