@@ -6,7 +6,8 @@ import type { TenantStore } from "../store/tenants.ts";
 /** Where usage comes from: the relay's drain, and the acknowledgement of a batch once it is stored. */
 export interface UsageSource {
   drain(): Promise<UsageBatch>;
-  ack(batchId: string): Promise<void>;
+  /** Resolves once the relay has forgotten the batch (what it answers is not used). */
+  ack(batchId: string): Promise<unknown>;
 }
 
 /** The relay's events the control plane records as tenant events; others are logged and dropped. */
