@@ -29,34 +29,42 @@ export async function sealFor(
   }
 }
 
-/** Unseals a tenant's value for `purpose`; the plaintext buffer is zeroed once it is a Secret. */
-export async function unsealSecret(
+/** Unseals a tenant's value for `purpose` and hands the plaintext to `use`; the buffer is zeroed after. */
+async function withPlaintext<T>(
   kms: KeyService,
   tenantId: string,
   purpose: string,
   sealed: Buffer,
-): Promise<Secret> {
+  use: (plain: Buffer) => T,
+): Promise<T> {
   const raw = await kms.unseal(sealed, { tenantId, purpose });
   try {
-    return new Secret(raw.toString("utf8"));
+    return use(raw);
   } finally {
     raw.fill(0);
   }
 }
 
-/** The sha256 hex of a sealed value's plaintext (the relay's key hash); the buffer is zeroed after. */
-export async function sealedHash(
+/** Unseals a tenant's value for `purpose` as a Secret; the plaintext buffer is zeroed. */
+export function unsealSecret(
+  kms: KeyService,
+  tenantId: string,
+  purpose: string,
+  sealed: Buffer,
+): Promise<Secret> {
+  return withPlaintext(kms, tenantId, purpose, sealed, (raw) => new Secret(raw.toString("utf8")));
+}
+
+/** The sha256 hex of a sealed value's plaintext (the relay's key hash); the buffer is zeroed. */
+export function sealedHash(
   kms: KeyService,
   tenantId: string,
   purpose: string,
   sealed: Buffer,
 ): Promise<string> {
-  const raw = await kms.unseal(sealed, { tenantId, purpose });
-  try {
-    return createHash("sha256").update(raw).digest("hex");
-  } finally {
-    raw.fill(0);
-  }
+  return withPlaintext(kms, tenantId, purpose, sealed, (raw) =>
+    createHash("sha256").update(raw).digest("hex"),
+  );
 }
 
 /**
