@@ -323,10 +323,11 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
       res.end(out);
       return;
     }
-    const type = String(up.headers["content-type"] ?? "");
-    const reader = /text\/event-stream/i.test(type) ? sseUsageReader() : jsonUsageReader();
+    const isSse = /text\/event-stream/i.test(String(up.headers["content-type"] ?? ""));
+    const reader = isSse ? sseUsageReader() : jsonUsageReader();
     res.writeHead(status, responseHeaders(up.headers));
-    res.flushHeaders();
+    // A stream's headers go at once (the client learns the status before the first token).
+    if (isSse) res.flushHeaders();
     let cut = false;
     try {
       for await (const chunk of up.body as AsyncIterable<Buffer>) {

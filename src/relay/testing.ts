@@ -34,6 +34,16 @@ export interface FakeProviderOptions {
   usage?: { input: number; output: number };
   /** A stream's pause after its first chunk. Default 0. */
   pauseMs?: number;
+  /** Content chunks of a chat stream after the first one. Default 1. */
+  streamChunks?: number;
+  /** A chat stream's pause before its first chunk (a model's time to first token). Default 0. */
+  firstTokenMs?: number;
+  /** A pause between those chunks, as a model generating tokens makes. Default 0. */
+  chunkIntervalMs?: number;
+  /** Default 0 (any free port). */
+  port?: number;
+  /** Keep no record of requests (benchmarks: memory stays flat). */
+  noRecord?: boolean;
 }
 
 /**
@@ -72,7 +82,7 @@ function serve(
         // Recorded as {}.
       }
       const rec: FakeRequest = { path: req.url ?? "", headers: req.headers, body, aborted: false };
-      requests.push(rec);
+      if (!opts.noRecord) requests.push(rec);
       res.on("close", () => {
         rec.aborted = !res.writableFinished;
         endedCount++;
@@ -105,8 +115,9 @@ function serve(
     });
   });
   server.keepAliveTimeout = 60_000;
-  return new Promise((resolve) => {
-    server.listen(0, "127.0.0.1", () => {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 0, "127.0.0.1", () => {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       resolve({
         url,
@@ -192,10 +203,17 @@ export function fakeOpenAi(opts: FakeProviderOptions): Promise<FakeProvider> {
           usage,
         });
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      if (opts.firstTokenMs) {
+        res.flushHeaders();
+        await sleep(opts.firstTokenMs);
+      }
       sse(res, chunk("hel"));
       if (body.model === FAKE_MODELS.hang) return untilClosed(res);
       await sleep(opts.pauseMs ?? 0);
-      sse(res, chunk("lo"));
+      for (let i = 0; i < (opts.streamChunks ?? 1); i++) {
+        if (i > 0 && opts.chunkIntervalMs) await sleep(opts.chunkIntervalMs);
+        sse(res, chunk("lo"));
+      }
       const so = body.stream_options as { include_usage?: unknown } | undefined;
       if (so?.include_usage === true)
         sse(res, { id: "c1", object: "chat.completion.chunk", model: body.model, choices: [], usage });
