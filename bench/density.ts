@@ -14,7 +14,7 @@
  *
  *   npx tsx bench/density.ts [K=3] [budget seconds=300]
  */
-import { chmod, mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { loadSettings } from "../src/config/settings.ts";
 import { planFor } from "../src/core/plans.ts";
@@ -37,6 +37,8 @@ import { NetworkMembers } from "../src/runtime/pool/network.ts";
 import { PlainPoolStorage } from "../src/runtime/pool/storage.ts";
 import type { InstanceSpec, RuntimeDriver } from "../src/runtime/types.ts";
 import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
+import { testSpec } from "../src/testing/specs.ts";
+import { removeCgroupTrees, sandboxHome } from "../test/fixtures/host.ts";
 
 const K = Number(process.argv[2] ?? 3);
 const budgetMs = Number(process.argv[3] ?? 300) * 1000;
@@ -67,8 +69,7 @@ const ctrNet: NetworkConfig = {
 
 const runtime = await ensureRuntime(loadSettings());
 const provider = await startEchoProvider();
-const home = await mkdtemp("/tmp/clawkeep-bench-density-");
-await chmod(home, 0o711);
+const home = await sandboxHome("clawkeep-bench-density-");
 const members = new NetworkMembers(poolNet);
 const poolOpts = {
   poolsDir: join(home, "pools"),
@@ -97,14 +98,8 @@ const containers = new ContainerDriver({
   stopGraceMs: 5000,
 });
 
-const spec = (name: string, slot: number, tier: Tier): InstanceSpec => ({
-  tenantId: `tnt_${name}`,
-  name,
-  tier,
-  slot,
-  plan: planFor(tier),
-  llm: { baseUrl: provider.url, model: provider.model },
-});
+const spec = (name: string, slot: number, tier: Tier): InstanceSpec =>
+  testSpec(name, tier, slot, { baseUrl: provider.url, model: provider.model });
 const secrets = { gatewayToken: new Secret("t".repeat(40)), llmApiKey: new Secret("k") };
 const starters = Array.from({ length: K }, (_, i) => spec(`ds${i}`, POOL_TENANT_SLOT + i, "starter"));
 const premiums = Array.from({ length: K }, (_, i) => spec(`dp${i}`, CTR_SLOT + i, "premium"));
@@ -249,32 +244,7 @@ try {
     await removeRuleset(c).catch(() => {});
     await removeBridge(c).catch(() => {});
   }
-  for (const ctl of [
-    "memory",
-    "pids",
-    "cpu",
-    "cpuacct",
-    "cpuset",
-    "blkio",
-    "devices",
-    "freezer",
-    "systemd",
-    "unified",
-  ]) {
-    for (const parent of [POOL_CG, CTR_CG]) {
-      await execFile([
-        "find",
-        `/sys/fs/cgroup/${ctl}/${parent}`,
-        "-depth",
-        "-type",
-        "d",
-        "-exec",
-        "rmdir",
-        "{}",
-        ";",
-      ]).catch(() => {});
-    }
-  }
+  await removeCgroupTrees([POOL_CG, CTR_CG]);
   await execFile(["umount", join(home, "csecrets")]).catch(() => {});
   await provider.close();
   await rm(home, { recursive: true, force: true });

@@ -19,7 +19,7 @@
  * one connection: back to back (pace 0) or with pace-ms between requests.
  * rounds 0: only the noisy neighbour (two containers started untimed).
  */
-import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { loadSettings } from "../src/config/settings.ts";
@@ -44,6 +44,8 @@ import { detectOciRuntime } from "../src/runtime/linux/oci/runtime.ts";
 import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec, RuntimeDriver } from "../src/runtime/types.ts";
 import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
+import { testSpec } from "../src/testing/specs.ts";
+import { sandboxHome } from "../test/fixtures/host.ts";
 import { blockEgress } from "./no-egress.ts";
 import { cpuSnapshot, cpuThrottling, formatSplit, median, splitCpu } from "./profile.ts";
 
@@ -71,8 +73,7 @@ const net: NetworkConfig = {
 
 const runtime = await ensureRuntime(loadSettings());
 const provider = await startEchoProvider();
-const home = await mkdtemp("/tmp/clawkeep-bench-sandbox-");
-await chmod(home, 0o711);
+const home = await sandboxHome("clawkeep-bench-sandbox-");
 const host = new HostProcessDriver({
   tenantsDir: join(home, "tenants"),
   runDir: join(home, "run"),
@@ -94,14 +95,8 @@ const containers = new ContainerDriver({
   stopGraceMs: 5000,
 });
 
-const spec = (name: string, slot: number, tier: Tier = "premium"): InstanceSpec => ({
-  tenantId: `tnt_${name}`,
-  name,
-  tier,
-  slot,
-  plan: planFor(tier),
-  llm: { baseUrl: provider.url, model: provider.model },
-});
+const spec = (name: string, slot: number, tier: Tier = "premium"): InstanceSpec =>
+  testSpec(name, tier, slot, { baseUrl: provider.url, model: provider.model });
 const secrets = { gatewayToken: new Secret("t".repeat(40)), llmApiKey: new Secret("k") };
 
 /** The uids a driver's gateway runs as (for the CPU split). */

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { chmod, mkdir, mkdtemp, open, readFile, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import { chmod, mkdir, open, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
@@ -9,7 +8,7 @@ import { localModelResolver, ModelService } from "../src/control/models.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
 import type { Tier } from "../src/core/tenant.ts";
-import { type EgressProxy, startEgressProxy } from "../src/egress/proxy.ts";
+import type { EgressProxy } from "../src/egress/proxy.ts";
 import { execFile } from "../src/lib/exec.ts";
 import { writeTinyModel } from "../src/llm/gguf/tiny-model.ts";
 import { parseModelStatus } from "../src/llm/model-server/status.ts";
@@ -18,7 +17,6 @@ import { ensureRuntime, type OpenClawRuntime } from "../src/openclaw/runtime.ts"
 import { driverConformance } from "../src/runtime/conformance.ts";
 import { ContainerDriver, containerCpuQuotas } from "../src/runtime/container/driver.ts";
 import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
-import type { EgressRegistry } from "../src/runtime/linux/net/egress.types.ts";
 import {
   applyRuleset,
   DEFAULT_NETWORK,
@@ -26,7 +24,6 @@ import {
   hostIf,
   type NetworkConfig,
   netnsName,
-  removeBridge,
   removeRuleset,
   renderRuleset,
   tenantAddress,
@@ -38,7 +35,9 @@ import { PlainVolumes } from "../src/runtime/volumes/plain.ts";
 import { openDatabase } from "../src/store/db.ts";
 import { ModelStore } from "../src/store/models.ts";
 import { TenantStore } from "../src/store/tenants.ts";
-import { type FakeInternet, PROBE_SCRIPT, probeFromHost, startFakeInternet } from "./netns.ts";
+import { testSpec } from "../src/testing/specs.ts";
+import { sandboxHome } from "./fixtures/host.ts";
+import { type HostSide, PROBE_SCRIPT, probeFromHost, proxyRegistry, startHostSide } from "./netns.ts";
 import { chat, needsRoot } from "./support.ts";
 
 /**
@@ -66,35 +65,16 @@ const TIERS: Record<keyof typeof SLOTS, Tier> = { a: "premium", b: "premium", c:
 let home = "";
 let runtime: OpenClawRuntime;
 let driver: ContainerDriver;
+let side: HostSide | undefined;
 let proxy: EgressProxy;
-let internet: FakeInternet | undefined;
-let hostServer: Server | undefined;
 const HOST_PORT = 41234;
 const tokens: Record<string, string> = {};
 
-const spec = (name: keyof typeof SLOTS | string, slot: number, tier: Tier): InstanceSpec => ({
-  tenantId: `tnt_${name}`,
-  name,
-  tier,
-  slot,
-  plan: planFor(tier),
-  llm: { baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" },
-});
+const spec = (name: keyof typeof SLOTS | string, slot: number, tier: Tier): InstanceSpec =>
+  testSpec(name, tier, slot, { baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" });
 
 function makeDriver(): ContainerDriver {
-  const egress: EgressRegistry = {
-    proxyUrl: `http://${hostAddress(net)}:${net.egressPort}`,
-    async setTenants(ts) {
-      proxy.setPolicy({
-        tenants: ts.map((t) => ({
-          name: t.tenant,
-          addresses: [t.address],
-          airGapped: t.airGapped,
-          allow: [LLM_HOST, "evil.fake.test"],
-        })),
-      });
-    },
-  };
+  const egress = proxyRegistry(net, () => proxy, [LLM_HOST, "evil.fake.test"]);
   return new ContainerDriver({
     containersDir: join(home, "containers"),
     secretsDir: join(home, "secrets"),
@@ -118,8 +98,7 @@ const models = new ModelService({ models: new ModelStore(db), tenants: new Tenan
 
 before(async () => {
   if (skip) return;
-  home = await mkdtemp("/tmp/clawkeep-ctr-");
-  await chmod(home, 0o711);
+  home = await sandboxHome("clawkeep-ctr-");
   runtime = await ensureRuntime(loadSettings());
   ociName = await detectOciRuntime();
   // Enterprise's on-instance model: a small GGUF with deterministic random weights.
@@ -129,19 +108,17 @@ before(async () => {
   await chmod(modelPath, 0o644);
   await models.register({ id: "tiny-local", path: modelPath });
   models.setPlanModel("enterprise", "tiny-local");
-  internet = await startFakeInternet({ ns: "ckt-inet", hostIf: "ckt-inet0", subnet24: INTERNET });
-  hostServer = createServer((_q, r) => r.end("host")).listen(HOST_PORT, "0.0.0.0");
-  driver = makeDriver();
-  // The bridge must exist before the proxy can listen on its address.
-  const { ensureBridge } = await import("../src/runtime/linux/net/network.ts");
-  await ensureBridge(net);
-  proxy = await startEgressProxy({
-    listen: { host: hostAddress(net), port: net.egressPort },
-    policy: { tenants: [] },
+  side = await startHostSide({
+    net,
+    ns: "ckt-inet",
+    hostIf: "ckt-inet0",
+    subnet24: INTERNET,
+    hostPort: HOST_PORT,
     logFile: join(home, "egress.log"),
-    resolve: async (h) => (h === LLM_HOST ? [`${INTERNET}.2`] : h === "evil.fake.test" ? ["127.0.0.1"] : []),
-    testOnlyPermitRanges: [`${INTERNET}.0/24`],
+    resolve: (h) => (h === LLM_HOST ? [`${INTERNET}.2`] : h === "evil.fake.test" ? ["127.0.0.1"] : []),
   });
+  proxy = side.proxy;
+  driver = makeDriver();
   for (const [name, slot] of Object.entries(SLOTS)) {
     const s = spec(name, slot, TIERS[name as keyof typeof SLOTS]);
     tokens[name] = `token-${name}-${"x".repeat(24)}`;
@@ -164,11 +141,7 @@ after(async () => {
   for (const name of [...Object.keys(SLOTS), "d"])
     await driver?.delete(name).catch((e) => console.error(`cleanup ${name}:`, e));
   await driver?.shutdown().catch(() => {});
-  await proxy?.close().catch(() => {});
-  await internet?.close().catch(() => {});
-  hostServer?.close();
-  await removeRuleset(net).catch(() => {});
-  await removeBridge(net).catch(() => {});
+  await side?.close();
   await execFile(["umount", join(home, "secrets")]).catch(() => {});
   await rm(home, { recursive: true, force: true });
   db.close();

@@ -1,25 +1,13 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import {
-  chmod,
-  chown,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  rm,
-  stat,
-  symlink,
-  writeFile,
-} from "node:fs/promises";
-import { createServer, type Server } from "node:http";
+import { chmod, chown, mkdir, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { loadSettings } from "../src/config/settings.ts";
 import { planFor } from "../src/core/plans.ts";
 import { Secret } from "../src/core/secret.ts";
-import { type EgressProxy, startEgressProxy } from "../src/egress/proxy.ts";
+import type { EgressProxy } from "../src/egress/proxy.ts";
 import { execFile } from "../src/lib/exec.ts";
 import { procInfo } from "../src/lib/procfs.ts";
 import { waitReady } from "../src/openclaw/probe.ts";
@@ -28,12 +16,10 @@ import { driverConformance } from "../src/runtime/conformance.ts";
 import { CpuGuard, cpuControllerRoot, scanTenantCgroups } from "../src/runtime/cpu-guard.ts";
 import {
   DEFAULT_NETWORK,
-  ensureBridge,
   hostAddress,
   hostIf,
   type NetworkConfig,
   netnsName,
-  removeBridge,
   removeRuleset,
   tenantAddress,
 } from "../src/runtime/linux/net/network.ts";
@@ -44,8 +30,10 @@ import { NetworkMembers, POOL_NFT_TABLE } from "../src/runtime/pool/network.ts";
 import { EncryptedPoolStorage, PlainPoolStorage, type PoolStorage } from "../src/runtime/pool/storage.ts";
 import { cpuGuardQuotas } from "../src/runtime/sandbox.ts";
 import type { InstanceSpec } from "../src/runtime/types.ts";
+import { testSpec } from "../src/testing/specs.ts";
+import { removeCgroupTrees, sandboxHome } from "./fixtures/host.ts";
 import { volumeSkipReason } from "./fixtures/volumes.ts";
-import { type FakeInternet, PROBE_SCRIPT, probeFromHost, startFakeInternet } from "./netns.ts";
+import { type HostSide, PROBE_SCRIPT, probeFromHost, proxyRegistry, startHostSide } from "./netns.ts";
 import { chat, needsRoot } from "./support.ts";
 
 /**
@@ -88,24 +76,17 @@ r.end(JSON.stringify({uid:process.getuid(),pid:process.pid}))}).listen(port,"0.0
 
 let home = "";
 let runtime: OpenClawRuntime;
+let side: HostSide | undefined;
 let proxy: EgressProxy;
-let internet: FakeInternet | undefined;
 let members: NetworkMembers;
 let real: PoolDriver;
 let small: PoolDriver;
 let enc: PoolDriver | undefined;
 let encStorage: EncryptedPoolStorage | undefined;
-let hostServer: Server | undefined;
 const HOST_PORT = 41235;
 
-const spec = (name: string, slot: number): InstanceSpec => ({
-  tenantId: `tnt_${name}`,
-  name,
-  tier: "starter",
-  slot,
-  plan: planFor("starter"),
-  llm: { baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" },
-});
+const spec = (name: string, slot: number): InstanceSpec =>
+  testSpec(name, "starter", slot, { baseUrl: `http://${LLM_HOST}/v1`, model: "echo-1" });
 const tokens: Record<string, string> = {};
 const secretsOf = (name: string) => {
   tokens[name] ??= `token-${name}-${randomBytes(12).toString("hex")}`;
@@ -191,32 +172,22 @@ async function leftoversOf(name: string, pools: string[] = []): Promise<string[]
 
 before(async () => {
   if (skip) return;
-  home = await mkdtemp("/tmp/clawkeep-pool-");
-  await chmod(home, 0o711);
+  home = await sandboxHome("clawkeep-pool-");
   runtime = await ensureRuntime(loadSettings());
-  internet = await startFakeInternet({ ns: "ckp-inet", hostIf: "ckp-inet0", subnet24: INTERNET });
-  hostServer = createServer((_q, r) => r.end("host")).listen(HOST_PORT, "0.0.0.0");
-  await ensureBridge(net);
-  proxy = await startEgressProxy({
-    listen: { host: hostAddress(net), port: net.egressPort },
-    policy: { tenants: [] },
+  side = await startHostSide({
+    net,
+    ns: "ckp-inet",
+    hostIf: "ckp-inet0",
+    subnet24: INTERNET,
+    hostPort: HOST_PORT,
     logFile: join(home, "egress.log"),
-    resolve: async (h) => (h === LLM_HOST ? [`${INTERNET}.2`] : []),
-    testOnlyPermitRanges: [`${INTERNET}.0/24`],
+    resolve: (h) => (h === LLM_HOST ? [`${INTERNET}.2`] : []),
   });
-  members = new NetworkMembers(net, {
-    proxyUrl: `http://${hostAddress(net)}:${net.egressPort}`,
-    async setTenants(ts) {
-      proxy.setPolicy({
-        tenants: ts.map((t) => ({
-          name: t.tenant,
-          addresses: [t.address],
-          airGapped: t.airGapped,
-          allow: [LLM_HOST],
-        })),
-      });
-    },
-  });
+  proxy = side.proxy;
+  members = new NetworkMembers(
+    net,
+    proxyRegistry(net, () => proxy, [LLM_HOST]),
+  );
   real = makeDriver({ fake: false });
   small = makeDriver({ fake: true });
 });
@@ -243,41 +214,12 @@ after(async () => {
     await execFile(["ip", "link", "del", hostIf(slot)]).catch(() => {});
     await execFile(["ip", "netns", "delete", netnsName(slot)]).catch(() => {});
   }
-  for (const c of [
-    "memory",
-    "pids",
-    "cpu",
-    "cpuacct",
-    "cpuset",
-    "blkio",
-    "devices",
-    "freezer",
-    "systemd",
-    "unified",
-  ]) {
-    for (const parent of [CGROUP_PARENT, CGROUP_PARENT_ENC]) {
-      await execFile([
-        "find",
-        `/sys/fs/cgroup/${c}/${parent}`,
-        "-depth",
-        "-type",
-        "d",
-        "-exec",
-        "rmdir",
-        "{}",
-        ";",
-      ]).catch(() => {});
-    }
-  }
+  await removeCgroupTrees([CGROUP_PARENT, CGROUP_PARENT_ENC]);
   for (const p of ["pool-0", "pool-1"])
     await encStorage?.destroyPool(p).catch((e) => console.error("cleanup:", e));
   await real?.shutdown().catch(() => {});
   await enc?.shutdown().catch(() => {});
-  await proxy?.close().catch(() => {});
-  await internet?.close().catch(() => {});
-  hostServer?.close();
-  await removeRuleset(net).catch(() => {});
-  await removeBridge(net).catch(() => {});
+  await side?.close();
   for (const root of ["secrets", "secrets-enc"]) await execFile(["umount", join(home, root)]).catch(() => {});
   await rm(home, { recursive: true, force: true });
 });

@@ -1,11 +1,11 @@
-import { chmod, lstat, mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loadSettings, type Settings } from "../src/config/settings.ts";
 import { ModelService } from "../src/control/models.ts";
 import { planFor } from "../src/core/plans.ts";
 import type { Tier } from "../src/core/tenant.ts";
-import { tenantFacingLlm } from "../src/egress/platform-upstream.ts";
+import { PLATFORM_LLM_HOST } from "../src/egress/platform-upstream.ts";
 import { FakeKeyService } from "../src/kms/fake.ts";
 import { createLogger } from "../src/lib/log.ts";
 import { type EchoProvider, startEchoProvider } from "../src/llm/echo-provider.ts";
@@ -17,6 +17,7 @@ import { TieredDriver } from "../src/runtime/tiered.ts";
 import { openDatabase } from "../src/store/db.ts";
 import { ModelStore } from "../src/store/models.ts";
 import { TenantStore } from "../src/store/tenants.ts";
+import { sandboxHome } from "./fixtures/host.ts";
 import { needsRoot } from "./support.ts";
 
 /**
@@ -41,8 +42,7 @@ const models = new ModelService({ models: new ModelStore(db), tenants: new Tenan
 
 before(async () => {
   if (skip) return;
-  home = await mkdtemp("/tmp/clawkeep-tiered-");
-  await chmod(home, 0o711);
+  home = await sandboxHome("clawkeep-tiered-");
   provider = await startEchoProvider();
   settings = loadSettings({
     ...process.env,
@@ -64,16 +64,18 @@ before(async () => {
   await models.register({ id: "tiny-local", path: modelPath });
   models.setPlanModel("enterprise", "tiny-local");
   kms = await FakeKeyService.create();
-  // The provider on the host's loopback, offered to tenants through the egress proxy, as the platform does.
-  const facing = tenantFacingLlm({ baseUrl: provider.url, model: provider.model });
-  llm = facing.llm;
+  // The provider on the host's loopback, offered to tenants through the egress proxy as a platform
+  // upstream (the platform offers its LLM relay so; this suite needs no chat, only a reachable URL).
+  const port = Number(new URL(provider.url).port);
+  const upstream = { host: PLATFORM_LLM_HOST, port, address: "127.0.0.1", targetPort: port };
+  llm = { baseUrl: `http://${PLATFORM_LLM_HOST}:${port}/v1`, model: provider.model };
   sandbox = await buildSandboxDrivers({
     settings,
     runtime,
     kms,
     log,
     models,
-    ...(facing.upstream ? { platformUpstreams: [facing.upstream] } : {}),
+    platformUpstreams: [upstream],
   });
 });
 
