@@ -1,11 +1,12 @@
-import { chmod, mkdir } from "node:fs/promises";
+import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
+import { join } from "node:path";
 import { getRequestListener } from "@hono/node-server";
 import type { Settings } from "../config/settings.ts";
 import { planFor } from "../core/plans.ts";
 import { Edge } from "../edge/edge.ts";
 import { ensureSystemUser } from "../edge/user.ts";
-import { tenantFacingLlm } from "../egress/platform-upstream.ts";
+import { PLATFORM_LLM_HOST, relayUpstream } from "../egress/platform-upstream.ts";
 import type { EgressService } from "../egress/service.ts";
 import { defaultKmsPaths } from "../kms/cli.ts";
 import { isTenantKeyService } from "../kms/index.ts";
@@ -15,6 +16,9 @@ import type { Logger } from "../lib/log.ts";
 import { type EchoProvider, startEchoProvider } from "../llm/echo-provider.ts";
 import type { LlmProvider } from "../openclaw/config.ts";
 import { ensureRuntime, type OpenClawRuntime } from "../openclaw/runtime.ts";
+import { renderRelayConfig } from "../relay/config.ts";
+import { type RelayService, startRelayService } from "../relay/service.ts";
+import type { RelayState, RelayUpstream } from "../relay/types.ts";
 import { HostProcessDriver } from "../runtime/host/driver.ts";
 import { edgeAddress } from "../runtime/linux/net/network.ts";
 import type { PoolDriver } from "../runtime/pool/driver.ts";
@@ -29,10 +33,13 @@ import { createApi } from "./api.ts";
 import { createControlPlane } from "./control-plane.ts";
 import { EdgeRoutes } from "./edge-routes.ts";
 import { EgressAllowService } from "./egress-allow.ts";
+import type { LlmService } from "./llm.ts";
 import { ModelService, registerSettingsModel } from "./models.ts";
 import { PoolService } from "./pools.ts";
 import type { Reconciler } from "./reconciler.ts";
+import { relayStateSource, upstreamApiFor } from "./relay-state.ts";
 import type { TenantService } from "./tenants.ts";
+import { UsagePersister } from "./usage-persister.ts";
 
 export interface Platform {
   settings: Settings;
@@ -50,6 +57,8 @@ export interface Platform {
   edge: Edge | null;
   /** The demo LLM provider, when no provider was configured. */
   demoProvider: EchoProvider | null;
+  /** The LLM relay every Starter and Premium gateway chats through. */
+  relay: RelayService;
   /**
    * Stops the control plane. Gateways keep running (to be adopted) unless stopGateways is set;
    * teardown (tests, uninstall) stops them and also removes the host-wide network and mounts.
@@ -97,11 +106,55 @@ async function startLlm(
   return { llm: { baseUrl: demoProvider.url, apiKey: "demo", model: demoProvider.model }, demoProvider };
 }
 
+/** The operator's provider (or the demo one) as the relay's one upstream, with its key. */
+function providerUpstream(llm: LlmProvider & { apiKey: string }, demo: boolean): RelayUpstream {
+  return {
+    id: demo ? "demo" : "operator",
+    baseUrl: llm.baseUrl,
+    apiKey: llm.apiKey,
+    api: upstreamApiFor(llm.baseUrl),
+    models: [llm.model],
+  };
+}
+
+/**
+ * The LLM relay on the host's loopback at its fixed port (so adopted gateways keep reaching it
+ * across restarts), supervised; its state (tenants' key hashes, the upstream's key) arrives over
+ * its admin socket and never touches a disk.
+ */
+async function startRelay(o: {
+  settings: Settings;
+  log: Logger;
+  cleanups: Cleanups;
+  state: () => Promise<RelayState>;
+}): Promise<RelayService> {
+  const dir = join(o.settings.home, "relay");
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const configPath = join(dir, "config.json");
+  await writeFile(
+    configPath,
+    renderRelayConfig({
+      listen: { host: "127.0.0.1", port: o.settings.relay.port },
+      adminSocket: join(o.settings.runDir, "relay.sock"),
+    }),
+    { mode: 0o600 },
+  );
+  const relay = await startRelayService({ configPath, log: o.log, state: o.state });
+  o.cleanups.push(() => relay.stop());
+  return relay;
+}
+
 /** The runtime as the control plane sees it: a driver, and the egress handle where tenants have one. */
 interface Tiers {
   driver: RuntimeDriver;
-  /** The provider as tenants reach it (through the egress proxy in the sandboxed tiers). */
-  llm: LlmProvider & { apiKey: string };
+  /**
+   * The provider as tenants' gateways are configured with it: the LLM relay, through the egress
+   * proxy in the sandboxed tiers, on the host's loopback for host processes. No key: each
+   * gateway's is its own virtual key.
+   */
+  llm: LlmProvider;
+  /** Whether tenants sit on the bridge (their source addresses come from the drivers). */
+  sandboxed: boolean;
   pools: PoolDriver | null;
   egress: EgressService | null;
   /** The edge's source address towards gateways (sandboxed tiers: its own on the bridge). */
@@ -117,17 +170,27 @@ async function startTiers(o: {
   runtime: OpenClawRuntime;
   kms: KeyService;
   log: Logger;
-  llm: LlmProvider & { apiKey: string };
+  /** The model tenants chat with (the relay maps it to the operator's provider). */
+  model: string;
   store: TenantStore;
   models: ModelService;
   edgeUids: number[];
+  /** Told each time the tenants' addresses on the bridge change (the relay's source check). */
+  onAddresses: (tenants: ReadonlyArray<{ tenant: string; address: string }>) => void;
   egressAllow: () => EgressAllowService | undefined;
   injected?: RuntimeDriver;
   cleanups: Cleanups;
   teardown: () => boolean;
 }): Promise<Tiers> {
   const { settings, runtime, kms, log, store } = o;
-  const none = { pools: null, egress: null, edgeSource: null, llm: o.llm };
+  const relay = settings.relay.port;
+  const none = {
+    pools: null,
+    egress: null,
+    edgeSource: null,
+    sandboxed: false,
+    llm: { baseUrl: `http://127.0.0.1:${relay}/v1`, model: o.model },
+  };
   if (o.injected) return { driver: o.injected, ...none };
   if (settings.sandbox === "off" || !isTenantKeyService(kms)) {
     log.warn("sandbox off: every tier runs as plain host processes, without containers or encrypted volumes");
@@ -143,9 +206,6 @@ async function startTiers(o: {
     });
     return { driver, ...none };
   }
-  // Tenants live in their own network namespaces: a provider on the host's loopback (the demo
-  // one included) reaches them as a platform upstream of the egress proxy.
-  const facing = tenantFacingLlm(o.llm);
   const event = (tenant: string, type: string, message: string) => {
     const t = store.get(tenant);
     if (t) store.addEvent(t.id, type, message, Date.now());
@@ -156,7 +216,10 @@ async function startTiers(o: {
     kms,
     log,
     gatewayClientUids: o.edgeUids,
-    ...(facing.upstream ? { platformUpstreams: [facing.upstream] } : {}),
+    // Tenants live in their own network namespaces: they reach the relay, and only the relay,
+    // as a platform upstream of the egress proxy, which names the caller in a PROXY line.
+    platformUpstreams: [relayUpstream(relay)],
+    onAddresses: o.onAddresses,
     models: o.models,
     egressAllow: {
       operator: () => o.egressAllow()?.operatorPatterns() ?? settings.egress.allow,
@@ -172,7 +235,8 @@ async function startTiers(o: {
   o.cleanups.push(() => sandbox.close({ teardown: o.teardown() }));
   return {
     driver: sandbox.driver,
-    llm: facing.llm,
+    llm: { baseUrl: `http://${PLATFORM_LLM_HOST}:${relay}/v1`, model: o.model },
+    sandboxed: true,
     pools: sandbox.pools,
     egress: sandbox.egress,
     edgeSource: edgeAddress(sandbox.network),
@@ -187,11 +251,12 @@ async function serveApis(o: {
   models: ModelService;
   pools: PoolService;
   egressAllow: EgressAllowService;
+  llm: LlmService;
   cleanups: Cleanups;
 }): Promise<{ apiUrl: string }> {
-  const { settings, log, tenants, egressAllow } = o;
+  const { settings, log, tenants, egressAllow, llm } = o;
   const publicServer = createServer(
-    getRequestListener(createApi({ mode: "public", tenants, egressAllow, log }).fetch),
+    getRequestListener(createApi({ mode: "public", tenants, egressAllow, llm, log }).fetch),
   );
   await listen(publicServer, settings.api);
   o.cleanups.push(() => closeServer(publicServer));
@@ -202,7 +267,7 @@ async function serveApis(o: {
     service: "the operator API",
     socket: settings.adminSocket,
     handler: getRequestListener(
-      createApi({ mode: "admin", tenants, models: o.models, pools: o.pools, egressAllow, log }).fetch,
+      createApi({ mode: "admin", tenants, models: o.models, pools: o.pools, egressAllow, llm, log }).fetch,
     ),
     drainMs: 0,
   });
@@ -252,12 +317,25 @@ export async function startPlatform(
     }
     let edge: Edge | null = null;
     let egressAllow: EgressAllowService | undefined;
+    // The relay's source check: each tenant's address on the bridge, as the drivers report them.
+    let relay: RelayService | null = null;
+    const refreshRelay = (): Promise<void> =>
+      relay
+        ? relay.refresh().catch((err: unknown) => log.warn({ err }, "LLM relay state push failed"))
+        : Promise.resolve();
+    const addresses = new Map<string, string[]>();
     const tiers = await startTiers({
       settings,
       runtime,
       kms,
       log,
-      llm,
+      model: llm.model,
+      onAddresses: (list) => {
+        addresses.clear();
+        for (const { tenant, address } of list)
+          addresses.set(tenant, [...(addresses.get(tenant) ?? []), address]);
+        void refreshRelay();
+      },
       store,
       models,
       edgeUids,
@@ -278,7 +356,13 @@ export async function startPlatform(
           .map((t) => ({ tenant: t.name, upstream: driver.urlFor(specs(t)) })),
       log,
     });
-    const { specs, reconciler, tenants } = createControlPlane({
+    const {
+      specs,
+      reconciler,
+      tenants,
+      llm: llmAccess,
+      llmStore,
+    } = createControlPlane({
       store,
       driver,
       kms,
@@ -295,8 +379,31 @@ export async function startPlatform(
       publicUrl: (name) => edge?.tenantUrl(name) ?? null,
       caFile: () => edge?.caFile ?? null,
       egress: () => tiers.egress?.admin ?? null,
-      onChange: () => routes.sync(),
+      byokAllow: settings.relay.byokAllow,
+      onChange: () => {
+        routes.sync();
+        void refreshRelay();
+      },
+      onLlmChange: refreshRelay,
     });
+
+    // The LLM relay holds the provider's key; gateways hold only their own virtual keys.
+    relay = await startRelay({
+      settings,
+      log,
+      cleanups,
+      state: relayStateSource({
+        store,
+        llm: llmStore,
+        kms,
+        addresses: (t) => (tiers.sandboxed ? (addresses.get(t.name) ?? []) : ["127.0.0.1"]),
+        upstreams: [providerUpstream(llm, demoProvider !== null)],
+      }),
+    });
+    const usage = new UsagePersister({ source: relay.admin, store, llm: llmStore, log });
+    usage.start();
+    // Cleanups run in reverse: the last drain happens before the relay stops.
+    cleanups.push(() => usage.stop());
 
     egressAllow = new EgressAllowService({
       store: new EgressAllowStore(db),
@@ -306,7 +413,16 @@ export async function startPlatform(
       onChange: () => tiers.egress?.refresh(),
     });
     const pools = new PoolService({ pools: () => tiers.pools, tenants, reconciler, specs, store });
-    const { apiUrl } = await serveApis({ settings, log, tenants, models, pools, egressAllow, cleanups });
+    const { apiUrl } = await serveApis({
+      settings,
+      log,
+      tenants,
+      models,
+      pools,
+      egressAllow,
+      llm: llmAccess,
+      cleanups,
+    });
 
     if (settings.edge.enabled) {
       const e = new Edge({
@@ -343,6 +459,7 @@ export async function startPlatform(
       apiUrl,
       adminSocket: settings.adminSocket,
       demoProvider,
+      relay,
       async close(o = {}) {
         await reconciler.stop();
         teardown = o.teardown === true;

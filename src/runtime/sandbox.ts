@@ -18,6 +18,7 @@ import {
   cpuControllerRoot,
   scanTenantCgroups,
 } from "./cpu-guard.ts";
+import type { EgressRegistry } from "./linux/net/egress.types.ts";
 import { NetworkMembers } from "./linux/net/members.ts";
 import {
   DEFAULT_NETWORK,
@@ -84,8 +85,13 @@ export async function buildSandboxDrivers(o: {
   log: Logger;
   /** uids besides root allowed to reach tenant gateways (the edge's). */
   gatewayClientUids?: number[];
-  /** Services on the host the proxy offers every tenant with egress (see tenantFacingLlm). */
+  /** Services on the host the proxy offers every tenant with egress (the LLM relay). */
   platformUpstreams?: PlatformUpstream[];
+  /**
+   * Told each time the tenants' addresses on the bridge change, with all of them (the LLM relay
+   * checks that a tenant's key comes from the tenant's own address).
+   */
+  onAddresses?: (tenants: ReadonlyArray<{ tenant: string; address: string }>) => void;
   /** The model registry Enterprise tenants' models come from. */
   models: ModelService;
   /** Told when a tenant's model server fails for good (for the tenant's events). */
@@ -164,7 +170,15 @@ export async function buildSandboxDrivers(o: {
 
   async function buildDrivers(egress: EgressService): Promise<SandboxDrivers> {
     // One bridge, one ruleset, one proxy policy for both drivers; each replaces only its members.
-    const members = new NetworkMembers(network, egress, ["containers", "pools"]);
+    // The proxy's policy and the relay's source check learn the same addresses.
+    const registry: EgressRegistry = {
+      proxyUrl: egress.proxyUrl,
+      async setTenants(tenants) {
+        await egress.setTenants(tenants);
+        o.onAddresses?.(tenants);
+      },
+    };
+    const members = new NetworkMembers(network, registry, ["containers", "pools"]);
     const containers = new ContainerDriver({
       containersDir: join(settings.home, "containers"),
       secretsDir: join(settings.runDir, "secrets"),
@@ -172,7 +186,7 @@ export async function buildSandboxDrivers(o: {
       oci: await detectOciRuntime(),
       network,
       volumes: new EncryptedTenantVolumes({ volumes, volumeKey }),
-      egress,
+      egress: registry,
       members,
       idMapBase: settings.idMapBase,
       cgroupParent: CONTAINERS_CGROUP,
