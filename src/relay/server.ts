@@ -204,13 +204,17 @@ function upstreamError(err: unknown, upstream: RelayUpstream): RelayError {
   );
 }
 
-/** Reads at most `limit` bytes of `body`, dropping the rest. */
-async function readCapped(body: AsyncIterable<Buffer>, limit: number): Promise<Buffer> {
+/** Reads at most `limit` bytes of `body`; past them it stops reading (the rest is never fetched). */
+async function readCapped(body: AsyncIterable<Buffer> & { destroy(): void }, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of body) {
-    if (size < limit) chunks.push(c.subarray(0, limit - size));
+    chunks.push(c.subarray(0, limit - size));
     size += c.length;
+    if (size >= limit) {
+      body.destroy();
+      break;
+    }
   }
   return Buffer.concat(chunks);
 }

@@ -1,6 +1,6 @@
-import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { sha256Hex } from "./server.ts";
 import type { RelayState, RelayTenant, RelayUpstream } from "./types.ts";
 
 /*
@@ -271,7 +271,8 @@ export function fakeAnthropic(opts: FakeProviderOptions): Promise<FakeProvider> 
   );
 }
 
-export const keyHash = (key: string): string => createHash("sha256").update(key).digest("hex");
+/** The sha256 hex of a virtual key, as the state carries it. */
+export const keyHash = sha256Hex;
 
 /** A tenant entry with unlimited limits and nothing used (override what a test needs). */
 export function tenantEntry(
