@@ -138,6 +138,12 @@ const pct = (xs: number[], p: number) => {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? Number.NaN;
 };
 
+/** [p50, p99] of the samples of `name`. */
+const p5099 = (samples: Map<string, number[]>, name: string): [number, number] => {
+  const xs = samples.get(name) ?? [];
+  return [pct(xs, 50), pct(xs, 99)];
+};
+
 /** `n` sequential requests to each target, alternating in blocks; returns each one's samples. */
 async function alternate(
   targets: Target[],
@@ -225,12 +231,10 @@ async function main(): Promise<void> {
       agent: new Agent({ keepAlive: true, maxSockets: 64 }),
     };
     const lat = await alternate([...both, bare], REQUESTS, (r) => r[1], false);
-    const [b50, b99] = [pct(lat.get("bare") ?? [], 50), pct(lat.get("bare") ?? [], 99)];
-    const [d50, d99, r50, r99] = [
-      pct(lat.get("direct") ?? [], 50),
-      pct(lat.get("direct") ?? [], 99),
-      pct(lat.get("relay") ?? [], 50),
-      pct(lat.get("relay") ?? [], 99),
+    const [[d50, d99], [r50, r99], [b50, b99]] = [
+      p5099(lat, "direct"),
+      p5099(lat, "relay"),
+      p5099(lat, "bare"),
     ];
     console.log(
       `non-streaming (${REQUESTS} each): direct p50 ${d50.toFixed(3)} ms p99 ${d99.toFixed(3)} ms; relay p50 ${r50.toFixed(3)} ms p99 ${r99.toFixed(3)} ms; added p50 +${(r50 - d50).toFixed(3)} ms, p99 +${(r99 - d99).toFixed(3)} ms (target p99 < +1 ms)`,
@@ -241,12 +245,7 @@ async function main(): Promise<void> {
     bare.agent.destroy();
 
     const ttfb = await alternate(both, STREAMS, (r) => r[0], true);
-    const [t50d, t50r, t99d, t99r] = [
-      pct(ttfb.get("direct") ?? [], 50),
-      pct(ttfb.get("relay") ?? [], 50),
-      pct(ttfb.get("direct") ?? [], 99),
-      pct(ttfb.get("relay") ?? [], 99),
-    ];
+    const [[t50d, t99d], [t50r, t99r]] = [p5099(ttfb, "direct"), p5099(ttfb, "relay")];
     console.log(
       `streaming time to first byte (${STREAMS} each): direct p50 ${t50d.toFixed(3)} ms p99 ${t99d.toFixed(3)} ms; relay p50 ${t50r.toFixed(3)} ms p99 ${t99r.toFixed(3)} ms; ratio p50 ${(t50r / t50d).toFixed(2)}x (a provider that answers at once: the hop's own cost)`,
     );
@@ -283,7 +282,7 @@ async function main(): Promise<void> {
         warm: 2,
         block: 10,
       });
-      const [p50d, p50r] = [pct(pt.get("direct") ?? [], 50), pct(pt.get("relay") ?? [], 50)];
+      const [[p50d], [p50r]] = [p5099(pt, "direct"), p5099(pt, "relay")];
       console.log(
         `streaming time to first byte, first token after 50 ms (${PACED_STREAMS} each): direct p50 ${p50d.toFixed(2)} ms, relay p50 ${p50r.toFixed(2)} ms, ratio ${(p50r / p50d).toFixed(3)}x (target <= 1.05x)`,
       );

@@ -1,7 +1,7 @@
 import { isAbsolute } from "node:path";
 import { z } from "zod";
 import { RelayError } from "./errors.ts";
-import { canonicalIp } from "./schema.ts";
+import { canonicalIp, parseOrThrow } from "./schema.ts";
 import type { RelayOptions } from "./server.ts";
 
 /**
@@ -44,15 +44,7 @@ export type RelayConfig = z.input<typeof RelayConfigSchema>;
 
 /** Validates a configuration; throws RelayError (invalid_state) naming the first problem. */
 export function validateRelayConfig(input: unknown): RelayConfig {
-  const parsed = RelayConfigSchema.safeParse(input);
-  if (!parsed.success) {
-    const i = parsed.error.issues[0];
-    throw new RelayError(
-      "invalid_state",
-      `invalid relay config: ${i ? `${i.path.map(String).join(".") || "(root)"}: ${i.message}` : "unknown problem"}`,
-    );
-  }
-  return parsed.data;
+  return parseOrThrow(RelayConfigSchema, input, "relay config");
 }
 
 /** Renders a configuration file's text. Pure; validates first. */

@@ -62,20 +62,13 @@ export interface LimitVerdict {
  * over the budget (the provider reports its size afterwards) and the next one is refused.
  */
 export function spentBudget(limits: RelayLimits, c: PeriodCounters, now: number): LimitVerdict | null {
-  if (limits.tokensPerMonth !== null && c.monthTokens >= limits.tokensPerMonth)
-    return {
-      limit: "tokens_per_month",
-      max: limits.tokensPerMonth,
-      used: c.monthTokens,
-      resetsAt: nextUtcMonth(now),
-    };
-  if (limits.tokensPerDay !== null && c.dayTokens >= limits.tokensPerDay)
-    return {
-      limit: "tokens_per_day",
-      max: limits.tokensPerDay,
-      used: c.dayTokens,
-      resetsAt: nextUtcDay(now),
-    };
+  const budgets = [
+    ["tokens_per_month", limits.tokensPerMonth, c.monthTokens, nextUtcMonth],
+    ["tokens_per_day", limits.tokensPerDay, c.dayTokens, nextUtcDay],
+  ] as const;
+  for (const [limit, max, used, next] of budgets) {
+    if (max !== null && used >= max) return { limit, max, used, resetsAt: next(now) };
+  }
   return null;
 }
 

@@ -104,19 +104,25 @@ export const RelayStateSchema = z
   });
 
 /**
+ * `input` parsed by `schema`, or RelayError (invalid_state) "invalid <what>: <path>: <problem>",
+ * naming the first problem's path and never a value.
+ */
+export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const i = parsed.error.issues[0];
+  throw new RelayError(
+    "invalid_state",
+    `invalid ${what}: ${i ? `${i.path.map(String).join(".") || "(root)"}: ${i.message}` : "unknown problem"}`,
+  );
+}
+
+/**
  * Validates a pushed state and returns it with canonical addresses. Throws RelayError
  * (invalid_state) naming the first problem's path; the message never quotes a value (keys).
  */
 export function validateRelayState(input: unknown): RelayState {
-  const parsed = RelayStateSchema.safeParse(input);
-  if (!parsed.success) {
-    const i = parsed.error.issues[0];
-    throw new RelayError(
-      "invalid_state",
-      `invalid relay state: ${i ? `${i.path.map(String).join(".") || "(root)"}: ${i.message}` : "unknown problem"}`,
-    );
-  }
-  const state = parsed.data as RelayState;
+  const state = parseOrThrow(RelayStateSchema, input, "relay state") as RelayState;
   return {
     upstreams: state.upstreams,
     tenants: state.tenants.map((t) => ({

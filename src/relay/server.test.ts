@@ -353,94 +353,85 @@ test("a provider that is down: 502 upstream_unavailable, retryable", async () =>
   assert.equal((await call("/v1/chat/completions", { body: chat() })).status, 200, "control: back up");
 });
 
-test("bring your own key: the provider sees the tenant's own key, not the operator's", async () => {
+/**
+ * Runs `fn` with one more tenant in the state (`name`, key ckv_<name>, at `addr`, gpt-test only,
+ * `more` on top), calling as that tenant; the base state is back afterwards, also on failure.
+ */
+async function withTenant(
+  name: string,
+  addr: string,
+  more: Partial<RelayTenant>,
+  fn: (as: { from: string; key: string; body: ReturnType<typeof chat> }) => Promise<void>,
+): Promise<void> {
   relay.setState(
-    baseState([
-      tenantEntry("carol", "ckv_carol", ["10.9.0.3"], [{ id: "gpt-test", upstream: "openai" }], {
-        own: { id: "own", baseUrl: own.baseUrl, apiKey: OWN_KEY, api: "openai", models: [] },
-      }),
-    ]),
+    baseState([tenantEntry(name, `ckv_${name}`, [addr], [{ id: "gpt-test", upstream: "openai" }], more)]),
   );
   try {
-    const before = own.requests.length;
-    const openaiBefore = openai.requests.length;
-    const r = await call("/v1/chat/completions", { from: "10.9.0.3", key: "ckv_carol", body: chat() });
-    assert.equal(r.status, 200);
-    assert.equal(own.requests[before]?.headers.authorization, `Bearer ${OWN_KEY}`);
-    assert.equal(openai.requests.length, openaiBefore, "the platform's provider saw nothing");
+    await fn({ from: addr, key: `ckv_${name}`, body: chat() });
   } finally {
     relay.setState(baseState());
   }
+}
+const unlimited = { tokensPerDay: null, tokensPerMonth: null, requestsPerMinute: null };
+
+test("bring your own key: the provider sees the tenant's own key, not the operator's", async () => {
+  const mine = { id: "own", baseUrl: own.baseUrl, apiKey: OWN_KEY, api: "openai" as const, models: [] };
+  await withTenant("carol", "10.9.0.3", { own: mine }, async (carol) => {
+    const before = own.requests.length;
+    const openaiBefore = openai.requests.length;
+    assert.equal((await call("/v1/chat/completions", carol)).status, 200);
+    assert.equal(own.requests[before]?.headers.authorization, `Bearer ${OWN_KEY}`);
+    assert.equal(openai.requests.length, openaiBefore, "the platform's provider saw nothing");
+  });
 });
 
 test("budget: 429 with the limit and its reset once spent, events at 80 % and 100 %; the next day it works", async () => {
-  relay.setState(
-    baseState([
-      tenantEntry("dave", "ckv_dave", ["10.9.0.4"], [{ id: "gpt-test", upstream: "openai" }], {
-        limits: { tokensPerDay: 20, tokensPerMonth: null, requestsPerMinute: null },
-      }),
-    ]),
-  );
-  drained();
-  const dave = { from: "10.9.0.4", key: "ckv_dave", body: chat() };
-  assert.equal((await call("/v1/chat/completions", dave)).status, 200, "12 of 20");
-  assert.equal(
-    (await call("/v1/chat/completions", dave)).status,
-    200,
-    "24 of 20: under budget when it started",
-  );
-  const over = await call("/v1/chat/completions", dave);
-  assert.equal(over.status, 429);
-  assert.equal(over.json.error?.code, "budget_exhausted");
-  assert.equal(over.json.error?.limit, "tokens_per_day");
-  assert.equal(over.json.error?.resets_at, "2026-12-05T00:00:00.000Z");
-  assert.match(String(over.json.error?.message), /daily token budget of 20 tokens is spent/);
-  assert.equal(over.headers["retry-after"], String(14 * 3600));
-  const batch = drained();
-  assert.deepEqual(
-    batch.events.filter((e) => e.tenant === "dave").map((e) => e.type),
-    ["llm_budget_warning", "llm_budget_exhausted"],
-  );
-  const usage = batch.usage.find((u) => u.tenant === "dave");
-  assert.equal(usage?.requests, 2, "the refused request is not counted");
-  now += 14 * 3600 * 1000;
-  try {
-    assert.equal((await call("/v1/chat/completions", dave)).status, 200, "a new UTC day, a new budget");
-  } finally {
-    now -= 14 * 3600 * 1000;
-    relay.setState(baseState());
-  }
+  await withTenant("dave", "10.9.0.4", { limits: { ...unlimited, tokensPerDay: 20 } }, async (dave) => {
+    drained();
+    assert.equal((await call("/v1/chat/completions", dave)).status, 200, "12 of 20");
+    const second = await call("/v1/chat/completions", dave);
+    assert.equal(second.status, 200, "24 of 20: under budget when it started");
+    const over = await call("/v1/chat/completions", dave);
+    assert.equal(over.status, 429);
+    assert.equal(over.json.error?.code, "budget_exhausted");
+    assert.equal(over.json.error?.limit, "tokens_per_day");
+    assert.equal(over.json.error?.resets_at, "2026-12-05T00:00:00.000Z");
+    assert.match(String(over.json.error?.message), /daily token budget of 20 tokens is spent/);
+    assert.equal(over.headers["retry-after"], String(14 * 3600));
+    const batch = drained();
+    assert.deepEqual(
+      batch.events.filter((e) => e.tenant === "dave").map((e) => e.type),
+      ["llm_budget_warning", "llm_budget_exhausted"],
+    );
+    assert.equal(
+      batch.usage.find((u) => u.tenant === "dave")?.requests,
+      2,
+      "the refused request is not counted",
+    );
+    now += 14 * 3600 * 1000;
+    try {
+      assert.equal((await call("/v1/chat/completions", dave)).status, 200, "a new UTC day, a new budget");
+    } finally {
+      now -= 14 * 3600 * 1000;
+    }
+  });
 });
 
 test("budget: a pushed `used` counts (monthly budget spent before the relay started)", async () => {
-  relay.setState(
-    baseState([
-      tenantEntry("erin", "ckv_erin", ["10.9.0.5"], [{ id: "gpt-test", upstream: "openai" }], {
-        limits: { tokensPerDay: null, tokensPerMonth: 1000, requestsPerMinute: null },
-        used: { day: "2026-12-01", dayTokens: 1000, month: "2026-12", monthTokens: 1000 },
-      }),
-    ]),
-  );
-  try {
-    const r = await call("/v1/chat/completions", { from: "10.9.0.5", key: "ckv_erin", body: chat() });
+  const spent = {
+    limits: { ...unlimited, tokensPerMonth: 1000 },
+    used: { day: "2026-12-01", dayTokens: 1000, month: "2026-12", monthTokens: 1000 },
+  };
+  await withTenant("erin", "10.9.0.5", spent, async (erin) => {
+    const r = await call("/v1/chat/completions", erin);
     assert.equal(r.status, 429);
     assert.equal(r.json.error?.limit, "tokens_per_month");
     assert.equal(r.json.error?.resets_at, "2027-01-01T00:00:00.000Z");
-  } finally {
-    relay.setState(baseState());
-  }
+  });
 });
 
 test("rate: the third request in a minute is 429 rate_limited with Retry-After; a minute later it passes", async () => {
-  relay.setState(
-    baseState([
-      tenantEntry("fred", "ckv_fred", ["10.9.0.6"], [{ id: "gpt-test", upstream: "openai" }], {
-        limits: { tokensPerDay: null, tokensPerMonth: null, requestsPerMinute: 2 },
-      }),
-    ]),
-  );
-  const fred = { from: "10.9.0.6", key: "ckv_fred", body: chat() };
-  try {
+  await withTenant("fred", "10.9.0.6", { limits: { ...unlimited, requestsPerMinute: 2 } }, async (fred) => {
     assert.equal((await call("/v1/chat/completions", fred)).status, 200);
     assert.equal((await call("/v1/chat/completions", fred)).status, 200);
     const r = await call("/v1/chat/completions", fred);
@@ -450,9 +441,7 @@ test("rate: the third request in a minute is 429 rate_limited with Retry-After; 
     assert.equal(r.headers["retry-after"], "60");
     now += 61_000;
     assert.equal((await call("/v1/chat/completions", fred)).status, 200);
-  } finally {
-    relay.setState(baseState());
-  }
+  });
 });
 
 test("bad bodies: 400 or 413 in OpenAI's error shape, never a crash", async () => {
