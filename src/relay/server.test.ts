@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { connect, createServer as createNetServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
@@ -467,6 +468,28 @@ test("bad bodies: 400 or 413 in OpenAI's error shape, never a crash", async () =
   const huge = await call("/v1/chat/completions", { raw: Buffer.alloc(9 * 1024 * 1024, 0x20) });
   assert.equal(huge.status, 413);
   assert.equal(huge.json.error?.code, "body_too_large");
+  const chunked = await new Promise<number>((resolve, reject) => {
+    // No content-length: the cap applies while reading.
+    const req = httpRequest(
+      {
+        host: "127.0.0.1",
+        port: relay.port,
+        path: "/v1/chat/completions",
+        method: "POST",
+        agent: proxiedAgent(A.addr),
+        headers: { authorization: `Bearer ${A.key}`, "transfer-encoding": "chunked" },
+      },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      },
+    );
+    req.on("error", reject);
+    const piece = Buffer.alloc(1024 * 1024, 0x20);
+    for (let i = 0; i < 9; i++) req.write(piece);
+    req.end();
+  });
+  assert.equal(chunked, 413, "a chunked body over the cap");
   assert.equal((await call("/v1/nope")).status, 404);
   assert.equal((await call("/v1/chat/completions", { method: "GET" })).status, 405);
   assert.equal((await call("/v1/chat/completions", { body: chat() })).status, 200, "control: still serving");
@@ -520,6 +543,18 @@ test("PROXY lines: a malformed, overlong or missing-in-time line closes the conn
     /^HTTP\/1\.1 200/,
     "a second line (the tenant's own bytes) is not a PROXY line",
   );
+});
+
+test("garbage on the wire (random bytes, bad request lines, huge headers) never stops the relay", async () => {
+  const junk = [
+    ...Array.from({ length: 12 }, (_, i) => randomBytes(16 + i * 40).toString("latin1")),
+    "GET\r\n\r\n",
+    "POST /v1/chat/completions HTTP/1.1\r\ncontent-length: -1\r\n\r\n",
+    `GET /v1/models HTTP/1.1\r\nx: ${"a".repeat(70_000)}\r\n\r\n`,
+    `PROXY TCP4 ${A.addr} 127.0.0.1 1 2\r\n\x00\x01\x02\r\n\r\n`,
+  ];
+  await Promise.all(junk.map((j) => rawExchange(j, 1_500)));
+  assert.equal((await call("/v1/chat/completions", { body: chat() })).status, 200, "control: still serving");
 });
 
 test("a client that goes away mid-stream: the upstream request is aborted and the relay keeps serving", async () => {
