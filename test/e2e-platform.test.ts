@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { loadSettings, type Settings } from "../src/config/settings.ts";
+import { unsealSecret, VIRTUAL_KEY_PURPOSE } from "../src/control/llm-keys.ts";
 import { type Platform, startPlatform } from "../src/control/platform.ts";
 import type { EgressView } from "../src/control/tenants.ts";
 import type { TenantKeyService } from "../src/kms/service.types.ts";
@@ -26,6 +29,8 @@ import { chat, filesUnder, gatewayProcesses, needsRoot, scanFile } from "./suppo
  */
 const skip = needsRoot();
 const EDGE_HOST = "198.19.0.1";
+/** The operator's provider key: it must reach the fake provider through the relay and no tenant. */
+const OPERATOR_KEY = `sk-operator-${randomBytes(12).toString("hex")}`;
 let home: string;
 let env: NodeJS.ProcessEnv;
 let tornDown = false;
@@ -42,14 +47,14 @@ const dirs: Record<string, string> = {};
 before(async () => {
   if (skip) return;
   home = await mkdtemp("/tmp/clawkeep-e2e-");
-  provider = await startEchoProvider({ apiKey: "provider-key", replyPrefix: "fake-llm: " });
+  provider = await startEchoProvider({ apiKey: OPERATOR_KEY, replyPrefix: "fake-llm: " });
   env = {
     ...process.env,
     CLAWKEEP_HOME: home,
     CLAWKEEP_API_LISTEN: "127.0.0.1:0",
     CLAWKEEP_PORT_BASE: "31000",
     CLAWKEEP_LLM_BASE_URL: provider.url,
-    CLAWKEEP_LLM_API_KEY: "provider-key",
+    CLAWKEEP_LLM_API_KEY: OPERATOR_KEY,
     CLAWKEEP_LLM_MODEL: provider.model,
     CLAWKEEP_RECONCILE_INTERVAL_MS: "500",
     CLAWKEEP_STARTER_POOL_MIB: "512",
@@ -164,7 +169,7 @@ test("each gateway answers a chat with its own token, the reply coming from the 
   }
   const seen = provider.requests.map((q) => q.lastUserMessage);
   assert.ok(seen.includes("hello from alice") && seen.includes("hello from bob"));
-  assert.ok(provider.requests.every((q) => q.authorization === "Bearer provider-key"));
+  assert.ok(provider.requests.every((q) => q.authorization === `Bearer ${OPERATOR_KEY}`));
   // The provider on the host's loopback was reached through the egress proxy, per tenant even
   // in a shared pool, and each tenant reads its own egress through the API.
   for (const name of ["alice", "bob"]) {
@@ -184,6 +189,159 @@ test("each gateway answers a chat with its own token, the reply coming from the 
     headers: { authorization: `Bearer ${created.alice!.apiToken}` },
   });
   assert.equal(other.status, 404, "alice cannot read bob's egress");
+});
+
+/** A tenant's LLM relay key, as its gateway got it (unsealed from the store). */
+async function virtualKeyOf(p: Platform, name: string): Promise<string> {
+  const t = p.store.get(name)!;
+  const sealed = p.store.getSecret(t.id, VIRTUAL_KEY_PURPOSE);
+  assert.ok(sealed, `${name} has a virtual key`);
+  return (await unsealSecret(p.kms as TenantKeyService, t.id, VIRTUAL_KEY_PURPOSE, sealed)).reveal();
+}
+
+/** Where the operator's key shows up among a tenant's processes (environment, command line) and files. */
+async function operatorKeyIn(uid: number, dir: string): Promise<string[]> {
+  const needle = Buffer.from(OPERATOR_KEY);
+  const found: string[] = [];
+  const pids = await pidsOfUid(uid);
+  assert.ok(pids.length > 0, `uid ${uid} runs processes to scan`);
+  for (const pid of pids) {
+    for (const what of ["environ", "cmdline"]) {
+      const buf = await readFile(`/proc/${pid}/${what}`).catch(() => Buffer.alloc(0));
+      if (buf.includes(needle)) found.push(`/proc/${pid}/${what}`);
+    }
+  }
+  // The tenant's whole directory (config, state, workspace) and the pool's shared /tmp, as its
+  // gateway sees them (its mount namespace).
+  const gateway = pids[0]!;
+  for (const root of [dir, `/proc/${gateway}/root/tmp`, `/proc/${gateway}/root/dev/shm`])
+    for (const f of await filesUnder(root)) if ((await scanFile(f, { key: needle })).length) found.push(f);
+  return found;
+}
+
+test("the operator's provider key is in no tenant process, config, file or the pool's /tmp; each gateway's only provider key is its own virtual key", {
+  skip,
+}, async () => {
+  const p = platform!;
+  for (const name of ["alice", "bob"]) {
+    const uid = await hostUid(p, name);
+    assert.deepEqual(await operatorKeyIn(uid, await hostDir(p, name)), [], `${name} holds no operator key`);
+    const key = await virtualKeyOf(p, name);
+    assert.match(key, /^ckv_/);
+    const envs = await Promise.all(
+      (await pidsOfUid(uid)).map((pid) => readFile(`/proc/${pid}/environ`, "latin1").catch(() => "")),
+    );
+    assert.ok(
+      envs.some((e) => e.includes(`CLAWKEEP_LLM_API_KEY=${key}`)),
+      `${name}'s gateway holds its own virtual key`,
+    );
+  }
+  // Controls: the same scan finds the key planted in a file of alice's and in the environment of
+  // a process of alice's uid.
+  const uid = await hostUid(p, "alice");
+  const dir = await hostDir(p, "alice");
+  const planted = join(dir, "planted-operator-key");
+  await writeFile(planted, `x${OPERATOR_KEY}x`);
+  const sleeper = spawn("/bin/sleep", ["30"], { uid, gid: uid, env: { K: OPERATOR_KEY }, stdio: "ignore" });
+  try {
+    await new Promise((r) => setTimeout(r, 200));
+    const found = await operatorKeyIn(uid, dir);
+    assert.ok(found.includes(planted), `the planted file is found: ${found.join(", ")}`);
+    assert.ok(
+      found.includes(`/proc/${sleeper.pid}/environ`),
+      `the planted environment is found: ${found.join(", ")}`,
+    );
+  } finally {
+    sleeper.kill("SIGKILL");
+    await rm(planted, { force: true });
+  }
+});
+
+/** An HTTP request to the relay from inside a Starter tenant (its own uid and address), through the egress proxy as the gateway goes. */
+async function relayFrom(name: string, key: string): Promise<{ status: number; body: string }> {
+  const proxy = `http://${settings.tenantNetPrefix}.0.1:${settings.egress.port}`;
+  const pools = (platform!.driver as TieredDriver).driverFor("starter") as PoolDriver;
+  const out = await pools.exec(name, [
+    "/usr/bin/curl",
+    "-sS",
+    "-x",
+    proxy,
+    "-H",
+    `authorization: Bearer ${key}`,
+    "-w",
+    "\n%{http_code}",
+    `http://llm.clawkeep.internal:${settings.relay.port}/v1/models`,
+  ]);
+  const lines = String(out).trimEnd().split("\n");
+  return { status: Number(lines.at(-1)), body: lines.slice(0, -1).join("\n") };
+}
+
+test("the relay: alice's virtual key is served from alice's address and refused from bob's; a wrong key is refused; usage is counted per tenant", {
+  skip,
+}, async () => {
+  const p = platform!;
+  const aliceKey = await virtualKeyOf(p, "alice");
+  const own = await relayFrom("alice", aliceKey);
+  assert.equal(own.status, 200, own.body);
+  assert.match(own.body, new RegExp(provider.model));
+  const stolen = await relayFrom("bob", aliceKey);
+  assert.equal(stolen.status, 403, stolen.body);
+  const wrong = await relayFrom("bob", `ckv_${"A".repeat(43)}`);
+  assert.equal(wrong.status, 401, wrong.body);
+  // The chats of the test above were counted for each tenant, from the provider's own usage.
+  for (const name of ["alice", "bob"]) {
+    const deadline = Date.now() + 20_000;
+    let today: { requests: number; tokens: number } | undefined;
+    while (Date.now() < deadline) {
+      const res = await fetch(`${p.apiUrl}/v1/tenants/${name}/usage`, {
+        headers: { authorization: `Bearer ${created[name]!.apiToken}` },
+      });
+      assert.equal(res.status, 200);
+      today = ((await res.json()) as { today: { requests: number; tokens: number } }).today;
+      if (today.requests > 0) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(
+      today && today.requests > 0 && today.tokens > 0,
+      `${name}'s chats are counted: ${JSON.stringify(today)}`,
+    );
+  }
+  const other = await fetch(`${p.apiUrl}/v1/tenants/bob/usage`, {
+    headers: { authorization: `Bearer ${created.alice!.apiToken}` },
+  });
+  assert.equal(other.status, 404, "alice cannot read bob's usage");
+  // The refused key is a security event of the tenant it belongs to, once the relay was drained.
+  const wrongSource = () =>
+    ["alice", "bob"].some((n) =>
+      p.store.events(p.store.get(n)!.id).some((e) => e.type === "llm_wrong_source"),
+    );
+  const until = Date.now() + 20_000;
+  while (!wrongSource() && Date.now() < until) await new Promise((r) => setTimeout(r, 500));
+  assert.ok(wrongSource(), "the refused key is recorded as an llm_wrong_source event");
+});
+
+test("the relay killed: it is started again at the same address and the next chat works, no gateway restarted", {
+  skip,
+}, async () => {
+  const p = platform!;
+  const before = p.relay.pid;
+  assert.ok(before);
+  const gateways = await Promise.all(["alice", "bob"].map(async (n) => (await p.driver.status(n)).pid));
+  process.kill(before, "SIGKILL");
+  const deadline = Date.now() + 60_000;
+  while (
+    Date.now() < deadline &&
+    (p.relay.pid === before || p.relay.pid === undefined || p.relay.state !== "running")
+  )
+    await new Promise((r) => setTimeout(r, 200));
+  assert.notEqual(p.relay.pid, before, "a new relay process");
+  const r = await chat(created.alice!.gateway.url, created.alice!.gateway.token, "after the relay came back");
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.content, "fake-llm: after the relay came back");
+  assert.deepEqual(
+    await Promise.all(["alice", "bob"].map(async (n) => (await p.driver.status(n)).pid)),
+    gateways,
+  );
 });
 
 test("a tenant's own egress allowlist reaches the proxy at once, for that tenant only", {
@@ -458,7 +616,6 @@ test("key material and tenant plaintext are nowhere on disk: images, database, k
   assert.equal(fresh.trim(), "", "nothing written into the runtime directory");
   assert.deepEqual(hits, []);
   // Control: the same scan finds plaintext written to an unencrypted file.
-  const { writeFile } = await import("node:fs/promises");
   await writeFile(join(home, "control-plain.txt"), "xx hello from bob xx");
   assert.deepEqual(await scanFile(join(home, "control-plain.txt"), needles), ["bob chat"]);
   key.fill(0);
