@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { isServiceError } from "../service/errors.ts";
+import { isReasonOf, isServiceError } from "../service/errors.ts";
 import { errorOf, SocketClient } from "../service/socket-client.ts";
 import { readBody, sendError, sendJson, serveSocket } from "../service/socket-server.ts";
-import { DATA_PLANE_ERRORS, isRelayFailure, RelayError } from "./errors.ts";
+import { DATA_PLANE_ERRORS, RELAY_FAILURES, RelayError } from "./errors.ts";
 import type { Relay } from "./server.ts";
 import type { RelayHealth, RelayState, UsageBatch } from "./types.ts";
 
@@ -139,7 +139,7 @@ export class RelayAdminClient {
         signal,
         onStatus: (reply) => {
           const e = errorOf(reply);
-          const reason = isRelayFailure(e?.code) ? e.code : "internal";
+          const reason = isReasonOf(RELAY_FAILURES, e?.code) ? e.code : "internal";
           return new RelayError(
             reason,
             typeof e?.message === "string" ? e.message : `the LLM relay answered HTTP ${reply.status}`,

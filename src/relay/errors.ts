@@ -1,12 +1,11 @@
-import type { ErrorCode } from "../core/errors.ts";
-import { ReasonedError } from "../service/errors.ts";
+import { reasonedError, reasonTable } from "../service/errors.ts";
 
 /**
  * Why the relay refused or failed a call. Every RelayError carries one in `reason` (and
  * `details.reason`); the data plane answers it as `error.code` in OpenAI's error shape (see
  * DATA_PLANE_ERRORS), the admin API as `{"error": {code, message, retryable}}`.
  */
-export const RELAY_FAILURES = {
+export const RELAY_FAILURES = reasonTable({
   /** The data plane has no state yet (the relay just started): retry in a second. */
   relay_starting: "runtime_unavailable",
   /** No key, or a key no tenant has (unknown, rotated away, revoked). */
@@ -39,24 +38,12 @@ export const RELAY_FAILURES = {
   unavailable: "runtime_unavailable",
   start_failed: "runtime_failed",
   internal: "internal",
-} as const satisfies Record<string, ErrorCode>;
+});
 
 export type RelayFailure = keyof typeof RELAY_FAILURES;
 
-export function isRelayFailure(value: unknown): value is RelayFailure {
-  return typeof value === "string" && Object.hasOwn(RELAY_FAILURES, value);
-}
-
 /** A refusal or failure of the relay (data plane, admin API, config, process). */
-export class RelayError extends ReasonedError<RelayFailure> {
-  constructor(
-    reason: RelayFailure,
-    message: string,
-    opts: { cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
-    super(RELAY_FAILURES, reason, message, opts);
-  }
-
+export class RelayError extends reasonedError(RELAY_FAILURES) {
   /** Retryable by the client: a later identical request may succeed. */
   override get retryable(): boolean {
     return DATA_PLANE_ERRORS[this.reason].retryable;

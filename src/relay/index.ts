@@ -1,7 +1,7 @@
 /** What the rest of the platform uses of the LLM relay. */
 export { RelayAdminClient } from "./admin.ts";
 export { type RelayConfig, renderRelayConfig } from "./config.ts";
-export { isRelayFailure, RELAY_FAILURES, RelayError, type RelayFailure } from "./errors.ts";
+export { RELAY_FAILURES, RelayError, type RelayFailure } from "./errors.ts";
 export { canonicalIp, validateRelayState } from "./schema.ts";
 export { sha256Hex } from "./server.ts";
 export {

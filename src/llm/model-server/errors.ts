@@ -1,12 +1,11 @@
-import type { ErrorCode } from "../../core/errors.ts";
-import { ReasonedError } from "../../service/errors.ts";
+import { reasonedError, reasonTable } from "../../service/errors.ts";
 
 /**
  * Why a model-server operation failed, stable across processes: every ModelServerError carries one
  * in `reason` and `details.reason`, and the server process prints it in its fatal line, so the
  * supervisor and the control plane tell a corrupt file from a busy server without parsing messages.
  */
-export const MODEL_SERVER_FAILURES = {
+export const MODEL_SERVER_FAILURES = reasonTable({
   /** A caller's input is malformed (model id, path, request field). */
   invalid_request: "invalid_request",
   /** The model file does not exist or is not a regular file. */
@@ -26,21 +25,9 @@ export const MODEL_SERVER_FAILURES = {
   /** The model could not be loaded for a reason other than its file (memory, threads, binary). */
   load_failed: "runtime_failed",
   internal: "internal",
-} as const satisfies Record<string, ErrorCode>;
+});
 
 export type ModelServerFailure = keyof typeof MODEL_SERVER_FAILURES;
 
-export function isModelServerFailure(value: unknown): value is ModelServerFailure {
-  return typeof value === "string" && Object.hasOwn(MODEL_SERVER_FAILURES, value);
-}
-
 /** A failure of a model file check, the model registry, the model server or its supervisor. */
-export class ModelServerError extends ReasonedError<ModelServerFailure> {
-  constructor(
-    reason: ModelServerFailure,
-    message: string,
-    opts: { cause?: unknown; details?: Record<string, unknown> } = {},
-  ) {
-    super(MODEL_SERVER_FAILURES, reason, message, opts);
-  }
-}
+export class ModelServerError extends reasonedError(MODEL_SERVER_FAILURES) {}

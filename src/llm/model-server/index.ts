@@ -2,7 +2,6 @@
 
 export { type LlamaEngineOptions, loadLlamaEngine, MIN_REPLY_TOKENS } from "./engine.ts";
 export {
-  isModelServerFailure,
   MODEL_SERVER_FAILURES,
   ModelServerError,
   type ModelServerFailure,
