@@ -3,16 +3,18 @@ import type { Logger } from "../lib/log.ts";
 import {
   type Child,
   type ListeningLineBase,
+  listeningLine,
+  REPO_ROOT,
   type RestartPolicy,
   type Supervised,
   type SuperviseOptions,
   supervise,
+  tailSuffix,
+  tsxArgv,
 } from "../service/supervisor.ts";
 import { EgressAdminClient } from "./admin.ts";
 import { EgressError } from "./errors.ts";
 
-/** The repository root: where `--import tsx` resolves. */
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
 
 export interface EgressProcessOptions {
@@ -76,20 +78,12 @@ export function superviseEgressProcess(
   opts.signal?.throwIfAborted();
   const startTimeoutMs = opts.startTimeoutMs ?? 30_000;
   const failed = (why: string, c: Child, cause?: unknown) =>
-    new EgressError("runtime_failed", `egress proxy ${why}${c.tail(20) ? `:\n${c.tail(20)}` : ""}`, {
+    new EgressError("runtime_failed", `egress proxy ${why}${tailSuffix(c, 20)}`, {
       cause: cause ?? new Error(why),
     });
   return supervise<ListeningLine>({
     name: "egress proxy",
-    argv: [
-      ...(opts.wrap ?? []),
-      opts.nodePath ?? process.execPath,
-      "--import",
-      "tsx",
-      MAIN,
-      "--config",
-      opts.configPath,
-    ],
+    argv: [...(opts.wrap ?? []), ...tsxArgv(MAIN, ["--config", opts.configPath], opts.nodePath)],
     cwd: REPO_ROOT,
     env: opts.env ?? process.env,
     stdin: "ignore",
@@ -97,19 +91,7 @@ export function superviseEgressProcess(
     output: "ignore",
     tailChars: 16_384,
     readyTimeoutMs: startTimeoutMs,
-    ready: (c) =>
-      new Promise<ListeningLine>((resolve, reject) => {
-        c.process.once("error", (err) => reject(failed(err.message, c, err)));
-        c.onLine((line) => {
-          try {
-            const msg = JSON.parse(line) as Partial<ListeningLine>;
-            if (msg.event === "listening") resolve(msg as ListeningLine);
-          } catch {
-            // Not ours: ignore.
-          }
-        });
-        void c.exited.then(({ code }) => reject(failed(`exited with ${code} before it listened`, c)));
-      }),
+    ready: (c) => listeningLine<ListeningLine>(c, (why, cause) => failed(why, c, cause)),
     timeoutError: (ms, c) => failed(`did not listen within ${ms} ms`, c),
     stoppedError: () =>
       new EgressError("runtime_failed", "egress proxy start-up was aborted", { cause: opts.signal?.reason }),

@@ -3,17 +3,19 @@ import type { Logger } from "../lib/log.ts";
 import {
   type Child,
   type ListeningLineBase,
+  listeningLine,
   liveHandle,
+  REPO_ROOT,
   type RestartPolicy,
   type SupervisedFields,
   supervise,
+  tailSuffix,
+  tsxArgv,
 } from "../service/supervisor.ts";
 import { RelayAdminClient } from "./admin.ts";
 import { RelayError } from "./errors.ts";
 import type { RelayHealth, RelayState, UsageBatch } from "./types.ts";
 
-/** The repository root: where `--import tsx` resolves. */
-const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const MAIN = fileURLToPath(new URL("./main.ts", import.meta.url));
 
 /** The line the relay process prints on stdout once it listens (main.ts). */
@@ -86,20 +88,12 @@ export async function startRelayService(opts: RelayServiceOptions): Promise<Rela
     return run;
   };
   const failed = (why: string, c: Child, cause?: unknown) =>
-    new RelayError("start_failed", `the LLM relay ${why}${c.tail(20) ? `:\n${c.tail(20)}` : ""}`, {
+    new RelayError("start_failed", `the LLM relay ${why}${tailSuffix(c, 20)}`, {
       cause: cause ?? new Error(why),
     });
   const sup = await supervise<ListeningLine>({
     name: "LLM relay",
-    argv: [
-      opts.nodePath ?? process.execPath,
-      "--import",
-      "tsx",
-      MAIN,
-      "--config",
-      opts.configPath,
-      "--exit-with-stdin",
-    ],
+    argv: tsxArgv(MAIN, ["--config", opts.configPath, "--exit-with-stdin"], opts.nodePath),
     cwd: REPO_ROOT,
     env: opts.env ?? process.env,
     stdin: "pipe",
@@ -107,18 +101,7 @@ export async function startRelayService(opts: RelayServiceOptions): Promise<Rela
     output: "ignore",
     readyTimeoutMs: opts.startTimeoutMs ?? 30_000,
     ready: async (c, signal) => {
-      const line = await new Promise<ListeningLine>((resolve, reject) => {
-        c.process.once("error", (err) => reject(failed(err.message, c, err)));
-        c.onLine((l) => {
-          try {
-            const msg = JSON.parse(l) as Partial<ListeningLine>;
-            if (msg.event === "listening") resolve(msg as ListeningLine);
-          } catch {
-            // Not ours: ignore.
-          }
-        });
-        void c.exited.then(({ code }) => reject(failed(`exited with ${code} before it listened`, c)));
-      });
+      const line = await listeningLine<ListeningLine>(c, (why, cause) => failed(why, c, cause));
       admin ??= new RelayAdminClient(line.adminSocket);
       try {
         await push(admin, signal);

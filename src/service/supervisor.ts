@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import type { Logger } from "../lib/log.ts";
 import { ServiceError } from "./errors.ts";
 
@@ -115,8 +116,8 @@ export interface Supervised<T> {
 
 /**
  * The line a child that listens on TCP prints on stdout once it does (one JSON object): the
- * readiness probes of the egress proxy and the model server wait for it; each service adds its
- * own fields.
+ * readiness probes of the egress proxy, the relay (listeningLine()) and the model server wait
+ * for it; each service adds its own fields.
  */
 export interface ListeningLineBase {
   event: "listening";
@@ -124,6 +125,47 @@ export interface ListeningLineBase {
   url: string;
   host: string;
   port: number;
+}
+
+/** The repository root: the working directory in which a child's `--import tsx` resolves. */
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/**
+ * The argv that runs the TypeScript entry point `main` (a path) with tsx on `nodePath` (default:
+ * this process's node), followed by `args`. Start it with `cwd: REPO_ROOT`, where `tsx` resolves.
+ */
+export function tsxArgv(main: string, args: readonly string[], nodePath = process.execPath): string[] {
+  return [nodePath, "--import", "tsx", main, ...args];
+}
+
+/**
+ * The readiness probe of a child that prints its ListeningLineBase line on stdout once it
+ * listens: resolves with the first stdout line that is JSON with `event: "listening"` (any other
+ * line is ignored); rejects with `failed(why, cause)` when the child cannot be spawned or exits
+ * before it printed one.
+ */
+export function listeningLine<T extends ListeningLineBase>(
+  c: Child,
+  failed: (why: string, cause?: unknown) => Error,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    c.process.once("error", (err) => reject(failed(err.message, err)));
+    c.onLine((line) => {
+      try {
+        const msg = JSON.parse(line) as Partial<ListeningLineBase>;
+        if (msg.event === "listening") resolve(msg as T);
+      } catch {
+        // Not ours: ignore.
+      }
+    });
+    void c.exited.then(({ code }) => reject(failed(`exited with ${code} before it listened`)));
+  });
+}
+
+/** The child's last `lines` lines of output after a colon and a line break, for an error message; "" when it wrote none. */
+export function tailSuffix(c: Child, lines?: number): string {
+  const t = c.tail(lines);
+  return t ? `:\n${t}` : "";
 }
 
 /** What a supervised service's handle reads from its supervisor as it is now. */
@@ -302,7 +344,7 @@ export async function supervise<T>(opts: SuperviseOptions<T>): Promise<Supervise
               opts.timeoutError?.(opts.readyTimeoutMs, c) ??
                 new ServiceError(
                   "start_failed",
-                  `${opts.name} was not ready within ${opts.readyTimeoutMs} ms${c.tail() ? `:\n${c.tail()}` : ""}`,
+                  `${opts.name} was not ready within ${opts.readyTimeoutMs} ms${tailSuffix(c)}`,
                 ),
             );
           }, opts.readyTimeoutMs);
@@ -381,7 +423,7 @@ export async function supervise<T>(opts: SuperviseOptions<T>): Promise<Supervise
         return giveUp(
           new ServiceError(
             "start_failed",
-            `${opts.name} died ${failures + 1} times in a row (${exit.signal ?? `status ${exit.code}`})${current.tail() ? `:\n${current.tail()}` : ""}`,
+            `${opts.name} died ${failures + 1} times in a row (${exit.signal ?? `status ${exit.code}`})${tailSuffix(current)}`,
           ),
         );
       }

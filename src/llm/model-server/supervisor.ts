@@ -6,6 +6,7 @@ import {
   type SupervisedFields,
   type SupervisorState,
   supervise,
+  tailSuffix,
 } from "../../service/supervisor.ts";
 import { ModelServerError } from "./errors.ts";
 import { API_KEY_ENV, EXIT_FATAL, type ListeningLine, parseStatusLine } from "./protocol.ts";
@@ -143,10 +144,6 @@ export async function startModelServerProcess(opts: ModelServerProcessOptions): 
   const env = { ...(opts.env ?? process.env) };
   if (opts.apiKey) env[API_KEY_ENV] = opts.apiKey;
   else delete env[API_KEY_ENV];
-  const lastLines = (c: Child) => {
-    const t = c.tail(8);
-    return t ? `:\n${t}` : "";
-  };
 
   /** Resolves with the listening line; rejects with a ModelServerError saying why not. */
   const ready = (c: Child): Promise<ListeningLine> =>
@@ -161,12 +158,14 @@ export async function startModelServerProcess(opts: ModelServerProcessOptions): 
       void c.exited.then(({ code, signal }) => {
         if (fatal && code === EXIT_FATAL) reject(fatal);
         else if (code === EXIT_FATAL)
-          reject(new ModelServerError("invalid_request", `the model server refused to start${lastLines(c)}`));
+          reject(
+            new ModelServerError("invalid_request", `the model server refused to start${tailSuffix(c, 8)}`),
+          );
         else {
           reject(
             new ModelServerError(
               "unavailable",
-              `the model server exited (${signal ?? `status ${code}`}) before it listened${fatal ? `: ${fatal.message}` : lastLines(c)}`,
+              `the model server exited (${signal ?? `status ${code}`}) before it listened${fatal ? `: ${fatal.message}` : tailSuffix(c, 8)}`,
             ),
           );
         }
@@ -184,7 +183,10 @@ export async function startModelServerProcess(opts: ModelServerProcessOptions): 
     ready,
     readyTimeoutMs: opts.readyTimeoutMs ?? 120_000,
     timeoutError: (ms, c) =>
-      new ModelServerError("unavailable", `the model server did not listen within ${ms} ms${lastLines(c)}`),
+      new ModelServerError(
+        "unavailable",
+        `the model server did not listen within ${ms} ms${tailSuffix(c, 8)}`,
+      ),
     stoppedError: () => new ModelServerError("unavailable", "the model server was stopped"),
     restart: { initialMs: backoff.initialMs, maxMs: backoff.maxMs, resetAfterMs: 60_000 },
     // It told us why, and a restart would fail the same way: give up, do not spin.
