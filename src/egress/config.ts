@@ -1,5 +1,5 @@
-import { isAbsolute } from "node:path";
 import { z } from "zod";
+import { AbsolutePath, jsonConfigFile, Millis, parseOrFail } from "../service/config-file.ts";
 import { EgressError } from "./errors.ts";
 import { isIpLiteral } from "./ip.ts";
 import { compilePolicy, type EgressPolicy, parsePermitRanges } from "./policy.ts";
@@ -11,29 +11,18 @@ import { systemResolve } from "./proxy.ts";
  * policy in it is the initial one; the control plane replaces it at runtime through the admin
  * socket (PUT /v1/policy), never by rewriting this file.
  */
-const AbsPath = z
-  .string()
-  .min(1)
-  .refine((p) => isAbsolute(p) && !p.includes("\0"), { message: "must be an absolute path" });
-
-const Ms = z
-  .number()
-  .int()
-  .min(1)
-  .max(24 * 60 * 60 * 1000);
-
 export const EgressConfigSchema = z.strictObject({
   listen: z.strictObject({
     host: z.string().refine(isIpLiteral, { message: "must be an IP address" }),
     port: z.number().int().min(0).max(65535),
   }),
-  adminSocket: AbsPath,
-  logFile: AbsPath,
+  adminSocket: AbsolutePath,
+  logFile: AbsolutePath,
   policy: z.unknown(),
   maxConcurrentPerTenant: z.number().int().min(1).max(100_000).optional(),
-  idleTimeoutMs: Ms.optional(),
-  connectTimeoutMs: Ms.optional(),
-  dnsTimeoutMs: Ms.optional(),
+  idleTimeoutMs: Millis.optional(),
+  connectTimeoutMs: Millis.optional(),
+  dnsTimeoutMs: Millis.optional(),
   recentLogSize: z.number().int().min(1).max(1_000_000).optional(),
   /**
    * Fixed answers for host names, checked before DNS (an operator pinning a provider's address,
@@ -64,33 +53,26 @@ export type EgressConfig = Omit<z.input<typeof EgressConfigSchema>, "policy"> & 
 
 /** Validates a configuration (policy and permit ranges included); throws EgressError (invalid_request). */
 export function validateEgressConfig(input: unknown): EgressConfig {
-  const parsed = EgressConfigSchema.safeParse(input);
-  if (!parsed.success) {
-    const i = parsed.error.issues[0];
-    throw new EgressError(
-      "invalid_request",
-      `invalid egress config: ${i ? `${i.path.map(String).join(".") || "(root)"}: ${i.message}` : "unknown problem"}`,
-    );
-  }
-  compilePolicy(parsed.data.policy);
-  parsePermitRanges(parsed.data.testOnlyPermitRanges ?? []);
-  return parsed.data as EgressConfig;
+  const config = parseOrFail(
+    EgressConfigSchema,
+    input,
+    "egress config",
+    (m) => new EgressError("invalid_request", m),
+  );
+  compilePolicy(config.policy);
+  parsePermitRanges(config.testOnlyPermitRanges ?? []);
+  return config as EgressConfig;
 }
 
-/** Renders a configuration file's text. Pure; validates first. */
-export function renderEgressConfig(config: EgressConfig): string {
-  return `${JSON.stringify(validateEgressConfig(config), null, 2)}\n`;
-}
-
-export function parseEgressConfig(text: string): EgressConfig {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new EgressError("malformed_json", "the egress config file is not valid JSON", { cause: err });
-  }
-  return validateEgressConfig(raw);
-}
+/**
+ * A configuration file's text and back: renderEgressConfig is pure and validates first;
+ * parseEgressConfig throws EgressError (malformed_json when the text is not JSON,
+ * invalid_request when it does not validate).
+ */
+export const { render: renderEgressConfig, parse: parseEgressConfig } = jsonConfigFile(
+  validateEgressConfig,
+  (cause) => new EgressError("malformed_json", "the egress config file is not valid JSON", { cause }),
+);
 
 /** The proxy options a configuration describes (static hosts first, then the system's resolver). */
 export function proxyOptionsFromConfig(config: EgressConfig): EgressProxyOptions {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { formatIp, parseIp, unmapIp } from "../egress/ip.ts";
+import { parseOrFail } from "../service/config-file.ts";
 import { RelayError } from "./errors.ts";
 import type { RelayState } from "./types.ts";
 
@@ -108,13 +109,7 @@ export const RelayStateSchema = z
  * naming the first problem's path and never a value.
  */
 export function parseOrThrow<S extends z.ZodType>(schema: S, input: unknown, what: string): z.output<S> {
-  const parsed = schema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const i = parsed.error.issues[0];
-  throw new RelayError(
-    "invalid_state",
-    `invalid ${what}: ${i ? `${i.path.map(String).join(".") || "(root)"}: ${i.message}` : "unknown problem"}`,
-  );
+  return parseOrFail(schema, input, what, (message) => new RelayError("invalid_state", message));
 }
 
 /**
