@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
-import { ClawkeepError } from "../core/errors.ts";
 import { createLogger } from "../lib/log.ts";
-import { type AdminServer, serveAdmin } from "./admin.ts";
+import { runServiceMain, serveAdminUntilStop } from "../service/stop.ts";
+import { serveAdmin } from "./admin.ts";
 import { parseEgressConfig, proxyOptionsFromConfig } from "./config.ts";
 import { EgressError } from "./errors.ts";
 import { startEgressProxy } from "./proxy.ts";
@@ -21,28 +21,9 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
   const config = parseEgressConfig(await readFile(configPath, "utf8"));
   const logger = createLogger(env.CLAWKEEP_LOG_LEVEL ?? "info", "clawkeep-egress");
   const proxy = await startEgressProxy({ ...proxyOptionsFromConfig(config), logger });
-  let admin: AdminServer;
-  try {
-    admin = await serveAdmin(proxy, config.adminSocket);
-  } catch (err) {
-    await proxy.close();
-    throw err;
-  }
-  let stopping = false;
-  const stop = (sig: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal: sig }, "egress proxy stopping");
-    admin
-      .close()
-      .then(() => proxy.close())
-      .then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  const admin = await serveAdminUntilStop(proxy, () => serveAdmin(proxy, config.adminSocket), {
+    onStop: (signal) => logger.info({ signal }, "egress proxy stopping"),
+  });
   logger.info(
     { url: proxy.url, adminSocket: admin.socketPath, logFile: proxy.logFile },
     "egress proxy listening",
@@ -60,8 +41,4 @@ async function main(argv: readonly string[], env: NodeJS.ProcessEnv): Promise<vo
   );
 }
 
-main(process.argv.slice(2), process.env).catch((err: unknown) => {
-  const msg = err instanceof ClawkeepError ? `${err.code}: ${err.message}` : String(err);
-  process.stderr.write(`egress proxy: ${msg}\n`);
-  process.exit(1);
-});
+runServiceMain("egress proxy", main);

@@ -1,8 +1,8 @@
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
-import { ClawkeepError } from "../core/errors.ts";
 import { createLogger } from "../lib/log.ts";
-import { type RelayAdminServer, serveRelayAdmin } from "./admin.ts";
+import { runServiceMain, serveAdminUntilStop } from "../service/stop.ts";
+import { serveRelayAdmin } from "./admin.ts";
 import { parseRelayConfig, relayOptionsFromConfig } from "./config.ts";
 import { RelayError } from "./errors.ts";
 import { startRelay } from "./server.ts";
@@ -26,36 +26,14 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const config = parseRelayConfig(await readFile(values.config, "utf8"));
   const log = createLogger(config.logLevel ?? env.CLAWKEEP_LOG_LEVEL ?? "info", "clawkeep-relay");
   const relay = await startRelay({ ...relayOptionsFromConfig(config), log });
-  let admin: RelayAdminServer;
-  try {
-    admin = await serveRelayAdmin(relay, config.adminSocket, {
-      testOnlySettableClock: config.testOnlySettableClock === true,
-    });
-  } catch (err) {
-    await relay.close();
-    throw err;
-  }
-  let stopping = false;
-  const stop = (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ why }, "relay stopping");
-    admin
-      .close()
-      .then(() => relay.close())
-      .then(
-        () => process.exit(0),
-        () => process.exit(1),
-      );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
-  if (values["exit-with-stdin"]) {
-    // The supervisor holds our stdin: when it dies, the pipe closes and we go too.
-    process.stdin.on("error", () => {});
-    process.stdin.on("close", () => stop("stdin closed"));
-    process.stdin.resume();
-  }
+  const admin = await serveAdminUntilStop(
+    relay,
+    () =>
+      serveRelayAdmin(relay, config.adminSocket, {
+        testOnlySettableClock: config.testOnlySettableClock === true,
+      }),
+    { onStop: (why) => log.info({ why }, "relay stopping"), exitWithStdin: values["exit-with-stdin"] },
+  );
   log.info({ url: relay.url, adminSocket: admin.socketPath }, "relay listening");
   const line: ListeningLine = {
     event: "listening",
@@ -68,8 +46,4 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 }
 
-main(process.argv.slice(2), process.env).catch((err: unknown) => {
-  const msg = err instanceof ClawkeepError ? `${err.code}: ${err.message}` : String(err);
-  process.stderr.write(`relay: ${msg}\n`);
-  process.exit(1);
-});
+runServiceMain("relay", main);
