@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { ClawkeepError, ERROR_CODES, type ErrorCode } from "../core/errors.ts";
 import { isServiceError } from "../service/errors.ts";
 import { errorOf, SocketClient } from "../service/socket-client.ts";
-import { readBody, sendError as sendErrorBody, sendJson, serveSocket } from "../service/socket-server.ts";
+import { readJsonBody, sendError as sendErrorBody, sendJson, serveSocket } from "../service/socket-server.ts";
 import { EgressError } from "./errors.ts";
 import type { ConnectionLogEntry, TenantCounters } from "./journal.ts";
 import type { CompiledPolicy, EgressPolicy } from "./policy.ts";
@@ -37,18 +37,11 @@ function sendError(res: ServerResponse, status: number, code: ErrorCode, message
   sendErrorBody(res, status, { code, message, retryable: ERROR_CODES[code].retryable });
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const body = await readBody(
-    req,
-    BODY_LIMIT,
-    () => new EgressError("invalid_request", `request body is larger than ${BODY_LIMIT} bytes`),
-    { drain: true },
-  );
-  try {
-    return JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new EgressError("malformed_json", "the request body is not valid JSON");
-  }
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return readJsonBody(req, BODY_LIMIT, {
+    tooLarge: () => new EgressError("invalid_request", `request body is larger than ${BODY_LIMIT} bytes`),
+    notJson: () => new EgressError("malformed_json", "the request body is not valid JSON"),
+  });
 }
 
 function limitParam(url: URL): number {

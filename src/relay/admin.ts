@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isReasonOf, isServiceError } from "../service/errors.ts";
 import { errorOf, SocketClient } from "../service/socket-client.ts";
-import { readBody, sendError, sendJson, serveSocket } from "../service/socket-server.ts";
+import { readJsonBody, sendError, sendJson, serveSocket } from "../service/socket-server.ts";
 import { DATA_PLANE_ERRORS, RELAY_FAILURES, RelayError } from "./errors.ts";
 import type { Relay } from "./server.ts";
 import type { RelayHealth, RelayState, UsageBatch } from "./types.ts";
@@ -28,20 +28,11 @@ export interface RelayAdminServer {
 /** State bodies carry up to a million tenants' entries; more is refused. */
 const BODY_LIMIT = 512 * 1024 * 1024;
 
-async function readJson(req: IncomingMessage, limit = BODY_LIMIT): Promise<unknown> {
-  const body = await readBody(
-    req,
-    limit,
-    () => new RelayError("invalid_state", `request body is larger than ${limit} bytes`),
-    { drain: true },
-  );
-  try {
-    return JSON.parse(body.toString("utf8"));
-  } catch {
-    throw new RelayError("invalid_state", "the request body is not valid JSON");
-  } finally {
-    body.fill(0);
-  }
+function readJson(req: IncomingMessage, limit = BODY_LIMIT): Promise<unknown> {
+  return readJsonBody(req, limit, {
+    tooLarge: () => new RelayError("invalid_state", `request body is larger than ${limit} bytes`),
+    notJson: () => new RelayError("invalid_state", "the request body is not valid JSON"),
+  });
 }
 
 async function route(

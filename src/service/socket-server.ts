@@ -149,6 +149,26 @@ export function readBody(
   });
 }
 
+/**
+ * Reads a JSON request body of at most `limit` bytes (readBody with `drain`, so the error can
+ * still be answered) and parses it; the raw bytes are zeroed once parsed. A larger body rejects
+ * with `errors.tooLarge()`, one that is not JSON with `errors.notJson()`.
+ */
+export async function readJsonBody(
+  req: IncomingMessage,
+  limit: number,
+  errors: { tooLarge: () => Error; notJson: () => Error },
+): Promise<unknown> {
+  const body = await readBody(req, limit, errors.tooLarge, { drain: true });
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch {
+    throw errors.notJson();
+  } finally {
+    body.fill(0);
+  }
+}
+
 /** Whether something accepts connections on the unix socket at `path`. */
 export function socketAnswers(path: string): Promise<boolean> {
   return new Promise<boolean>((resolve) => {
