@@ -34,15 +34,11 @@ import { gatewayArgs, renderGatewayEnv, renderOpenClawConfigFile } from "../src/
 import { waitReady } from "../src/openclaw/probe.ts";
 import { ensureRuntime } from "../src/openclaw/runtime.ts";
 import { bareGatewayDirs } from "./profile.ts";
-import { LISTEN_AND_PRINT_PORT } from "./support.ts";
+import { LISTEN_AND_PRINT_PORT, numberArg } from "./support.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const SECONDS = arg("seconds", 3);
-const ROUNDS = arg("rounds", 3);
-const CONNECTIONS = arg("connections", 16);
+const SECONDS = numberArg("seconds", 3);
+const ROUNDS = numberArg("rounds", 3);
+const CONNECTIONS = numberArg("connections", 16);
 const LATENCY_SECONDS = Math.max(2, Math.round(SECONDS * 0.75));
 const UPSTREAM_KIND = (() => {
   const i = process.argv.indexOf("--upstream");

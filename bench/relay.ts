@@ -20,18 +20,14 @@ import { renderRelayConfig } from "../src/relay/config.ts";
 import { startRelayService } from "../src/relay/service.ts";
 import { stateOf, tenantEntry } from "../src/relay/testing.ts";
 import type { RelayState } from "../src/relay/types.ts";
-import { LISTEN_AND_PRINT_PORT, opsPerSecond } from "./support.ts";
+import { LISTEN_AND_PRINT_PORT, numberArg, opsPerSecond } from "./support.ts";
 
-const arg = (name: string, dflt: number) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
-};
-const REQUESTS = arg("requests", 2000);
-const STREAMS = arg("streams", 300);
-const SECONDS = arg("seconds", 4);
-const CONCURRENCY = arg("concurrency", 16);
-const TENANTS = arg("tenants", 1000);
-const PACED_STREAMS = arg("paced-streams", 40);
+const REQUESTS = numberArg("requests", 2000);
+const STREAMS = numberArg("streams", 300);
+const SECONDS = numberArg("seconds", 4);
+const CONCURRENCY = numberArg("concurrency", 16);
+const TENANTS = numberArg("tenants", 1000);
+const PACED_STREAMS = numberArg("paced-streams", 40);
 const BLOCK = 50;
 const OPERATOR_KEY = "sk-bench-operator";
 const VIRTUAL_KEY = "ckv_bench_tenant";

@@ -1,5 +1,11 @@
 /** Helpers the benchmarks share; not a benchmark itself. */
 
+/** The number after `--<name>` on the command line, or `dflt` when the option is not given. */
+export function numberArg(name: string, dflt: number, argv: readonly string[] = process.argv): number {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(argv[i + 1]) : dflt;
+}
+
 /**
  * The end of a server script that a benchmark runs as a child (`node -e`/`--input-type=module`):
  * listens the `http.Server` named `s` on a random 127.0.0.1 port above 41000 (20000-40000 belong to
