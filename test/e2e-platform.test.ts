@@ -36,6 +36,9 @@ let env: NodeJS.ProcessEnv;
 let tornDown = false;
 let settings: Settings;
 let provider: EchoProvider;
+/** A tenant's own provider (bring your own key), with a key of the tenant's. */
+let ownProvider: EchoProvider;
+const TENANT_KEY = `sk-tenant-${randomBytes(12).toString("hex")}`;
 let platform: Platform | undefined;
 const log = createLogger(process.env.CLAWKEEP_TEST_LOG ?? "warn");
 const created: Record<
@@ -48,6 +51,7 @@ before(async () => {
   if (skip) return;
   home = await mkdtemp("/tmp/clawkeep-e2e-");
   provider = await startEchoProvider({ apiKey: OPERATOR_KEY, replyPrefix: "fake-llm: " });
+  ownProvider = await startEchoProvider({ apiKey: TENANT_KEY, replyPrefix: "own-llm: " });
   env = {
     ...process.env,
     CLAWKEEP_HOME: home,
@@ -56,6 +60,7 @@ before(async () => {
     CLAWKEEP_LLM_BASE_URL: provider.url,
     CLAWKEEP_LLM_API_KEY: OPERATOR_KEY,
     CLAWKEEP_LLM_MODEL: provider.model,
+    CLAWKEEP_LLM_BYOK_ALLOW: ownProvider.url,
     CLAWKEEP_RECONCILE_INTERVAL_MS: "500",
     CLAWKEEP_STARTER_POOL_MIB: "512",
     // Two Starter tenants (1.5 GiB each) per pool: alice and bob share one.
@@ -91,6 +96,7 @@ after(async () => {
     }
   }
   await provider?.close();
+  await ownProvider?.close();
   await rm(home, { recursive: true, force: true });
 });
 
@@ -342,6 +348,98 @@ test("the relay killed: it is started again at the same address and the next cha
     await Promise.all(["alice", "bob"].map(async (n) => (await p.driver.status(n)).pid)),
     gateways,
   );
+});
+
+test("bring your own key: alice's chats reach her own provider with her key, never the operator's; removing it returns her to the platform's", {
+  skip,
+}, async () => {
+  const p = platform!;
+  const put = (body: unknown, token = created.alice!.apiToken) =>
+    fetch(`${p.apiUrl}/v1/tenants/alice/llm`, {
+      method: "PUT",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
+  // A base URL the operator does not allow is refused, naming it; bob cannot set alice's.
+  const refused = await put({ baseUrl: "http://198.51.100.7/v1", apiKey: "x" });
+  assert.equal(refused.status, 400, await refused.clone().text());
+  assert.match(await refused.text(), /198\.51\.100\.7/);
+  assert.equal(
+    (await put({ baseUrl: ownProvider.url, apiKey: TENANT_KEY }, created.bob!.apiToken)).status,
+    404,
+  );
+  const set = await put({ baseUrl: ownProvider.url, apiKey: TENANT_KEY });
+  assert.equal(set.status, 200, await set.clone().text());
+  assert.doesNotMatch(await set.text(), new RegExp(TENANT_KEY), "the key is never shown back");
+
+  const operatorSeen = provider.requests.length;
+  const r = await chat(created.alice!.gateway.url, created.alice!.gateway.token, "on my own key");
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.content, "own-llm: on my own key");
+  assert.ok(
+    ownProvider.requests.length > 0 &&
+      ownProvider.requests.every((q) => q.authorization === `Bearer ${TENANT_KEY}`),
+  );
+  assert.equal(provider.requests.length, operatorSeen, "the operator's provider saw nothing of it");
+  // bob is untouched: still the platform's provider.
+  const b = await chat(created.bob!.gateway.url, created.bob!.gateway.token, "bob as before");
+  assert.equal(b.content, "fake-llm: bob as before");
+  // The tenant's key is in none of its processes or files either.
+  const uid = await hostUid(p, "alice");
+  const envs = await Promise.all(
+    (await pidsOfUid(uid)).map((pid) => readFile(`/proc/${pid}/environ`).catch(() => Buffer.alloc(0))),
+  );
+  assert.ok(
+    !envs.some((e) => e.includes(Buffer.from(TENANT_KEY))),
+    "alice's own key never enters her gateway",
+  );
+
+  const del = await fetch(`${p.apiUrl}/v1/tenants/alice/llm`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${created.alice!.apiToken}` },
+  });
+  assert.ok(del.status === 200 || del.status === 204, await del.text());
+  const back = await chat(created.alice!.gateway.url, created.alice!.gateway.token, "back on the platform");
+  assert.equal(back.content, "fake-llm: back on the platform");
+});
+
+test("a Premium tenant chats through the relay too, and its container, volume and /tmp hold no operator key", {
+  skip,
+}, async () => {
+  const p = platform!;
+  const res = await fetch(`${p.apiUrl}/v1/tenants`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ name: "carol", tier: "premium" }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  const carol = (await res.json()) as (typeof created)[string];
+  try {
+    await waitRunning(p, "carol");
+    const r = await chat(carol.gateway.url, carol.gateway.token, "hello from carol");
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.content, "fake-llm: hello from carol");
+    const range = String((await p.driver.status("carol")).details.uidRange);
+    const uid = Number(range.split("-")[0]) + 1000;
+    hostUids.add(uid);
+    assert.deepEqual(await operatorKeyIn(uid, join(home, "volumes", "mnt", "carol", "data")), []);
+    const envs = await Promise.all(
+      (await pidsOfUid(uid)).map((pid) => readFile(`/proc/${pid}/environ`, "latin1").catch(() => "")),
+    );
+    const key = await virtualKeyOf(p, "carol");
+    assert.ok(
+      envs.some((e) => e.includes(`CLAWKEEP_LLM_API_KEY=${key}`)),
+      "carol's gateway holds its own virtual key",
+    );
+  } finally {
+    await fetch(`${p.apiUrl}/v1/tenants/carol`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${carol.apiToken}` },
+    });
+    const until = Date.now() + 120_000;
+    while (p.store.get("carol") && Date.now() < until) await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.equal(p.store.get("carol"), undefined, "carol is gone again");
 });
 
 test("a tenant's own egress allowlist reaches the proxy at once, for that tenant only", {
