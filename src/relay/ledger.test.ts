@@ -7,6 +7,13 @@ import { tenantEntry } from "./testing.ts";
 const T0 = Date.parse("2026-12-31T23:59:00Z");
 const limits = { tokensPerDay: 100, tokensPerMonth: 1000, requestsPerMinute: 2 };
 const alice = tenantEntry("alice", "k", ["10.0.0.1"], [], { limits });
+/** A tenant's counters, or the `used` pushed with it: the day's and the month's tokens. */
+const used = (day: string, dayTokens: number, month: string, monthTokens: number) => ({
+  day,
+  dayTokens,
+  month,
+  monthTokens,
+});
 
 test("periods roll over at UTC midnight and the first of the month", () => {
   assert.equal(new Date(nextUtcDay(T0)).toISOString(), "2027-01-01T00:00:00.000Z");
@@ -14,7 +21,7 @@ test("periods roll over at UTC midnight and the first of the month", () => {
     new Date(nextUtcMonth(Date.parse("2026-02-10T12:00:00Z"))).toISOString(),
     "2026-03-01T00:00:00.000Z",
   );
-  const c = { day: "2026-12-31", dayTokens: 100, month: "2026-12", monthTokens: 100 };
+  const c = used("2026-12-31", 100, "2026-12", 100);
   assert.equal(spentBudget(limits, c, T0)?.limit, "tokens_per_day");
   assert.equal(spentBudget(limits, { ...c, dayTokens: 99 }, T0), null, "control: one token left");
   assert.equal(spentBudget({ ...limits, tokensPerDay: null }, c, T0), null, "null: no limit");
@@ -57,12 +64,7 @@ test("the ledger: counts per tenant, model and day; a new day starts at zero; bu
   l.record(alice, "m", { inputTokens: 50, outputTokens: 35 });
   assert.equal(l.counters(alice.tenantId).dayTokens, 85);
   now += 120_000; // 2027-01-01
-  assert.deepEqual(l.counters(alice.tenantId), {
-    day: "2027-01-01",
-    dayTokens: 0,
-    month: "2027-01",
-    monthTokens: 0,
-  });
+  assert.deepEqual(l.counters(alice.tenantId), used("2027-01-01", 0, "2027-01", 0));
   l.record(alice, "m", { inputTokens: 1, outputTokens: 1 });
   const b = l.drain();
   assert.deepEqual(
@@ -105,21 +107,11 @@ test("load: a pushed `used` plus what is held and not acknowledged; stale period
   const l = new UsageLedger(() => T0);
   l.load([alice]);
   l.record(alice, "m", { inputTokens: 5, outputTokens: 5 });
-  l.load([{ ...alice, used: { day: "2026-12-31", dayTokens: 40, month: "2026-12", monthTokens: 400 } }]);
-  assert.deepEqual(l.counters(alice.tenantId), {
-    day: "2026-12-31",
-    dayTokens: 50,
-    month: "2026-12",
-    monthTokens: 410,
-  });
+  l.load([{ ...alice, used: used("2026-12-31", 40, "2026-12", 400) }]);
+  assert.deepEqual(l.counters(alice.tenantId), used("2026-12-31", 50, "2026-12", 410));
   l.ack(l.drain().id);
-  l.load([{ ...alice, used: { day: "2026-12-30", dayTokens: 40, month: "2026-11", monthTokens: 400 } }]);
-  assert.deepEqual(l.counters(alice.tenantId), {
-    day: "2026-12-31",
-    dayTokens: 0,
-    month: "2026-12",
-    monthTokens: 0,
-  });
+  l.load([{ ...alice, used: used("2026-12-30", 40, "2026-11", 400) }]);
+  assert.deepEqual(l.counters(alice.tenantId), used("2026-12-31", 0, "2026-12", 0));
 });
 
 test("events are bounded between drains; the rest are counted", () => {

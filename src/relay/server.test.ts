@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { Agent, request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import {
+  Agent,
+  type ClientRequest,
+  request as httpRequest,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+} from "node:http";
 import { connect, createServer as createNetServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { type Relay, startRelay } from "./server.ts";
@@ -146,6 +153,27 @@ async function call(
     req.on("error", reject);
     req.end(payload);
   });
+}
+
+/**
+ * A POST to /v1/chat/completions from tenant A (its key, its PROXY line) with `headers` added, left
+ * open: the test writes the body itself (or goes away mid-answer).
+ */
+function openChatRequest(
+  headers: OutgoingHttpHeaders,
+  onResponse: (res: IncomingMessage) => void,
+): ClientRequest {
+  return httpRequest(
+    {
+      host: "127.0.0.1",
+      port: relay.port,
+      path: "/v1/chat/completions",
+      method: "POST",
+      agent: proxiedAgent(A.addr),
+      headers: { authorization: `Bearer ${A.key}`, ...headers },
+    },
+    onResponse,
+  );
 }
 
 const chat = (model = "gpt-test", more: Record<string, unknown> = {}) => ({
@@ -470,20 +498,10 @@ test("bad bodies: 400 or 413 in OpenAI's error shape, never a crash", async () =
   assert.equal(huge.json.error?.code, "body_too_large");
   const chunked = await new Promise<number>((resolve, reject) => {
     // No content-length: the cap applies while reading.
-    const req = httpRequest(
-      {
-        host: "127.0.0.1",
-        port: relay.port,
-        path: "/v1/chat/completions",
-        method: "POST",
-        agent: proxiedAgent(A.addr),
-        headers: { authorization: `Bearer ${A.key}`, "transfer-encoding": "chunked" },
-      },
-      (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      },
-    );
+    const req = openChatRequest({ "transfer-encoding": "chunked" }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
     req.on("error", reject);
     const piece = Buffer.alloc(1024 * 1024, 0x20);
     for (let i = 0; i < 9; i++) req.write(piece);
@@ -561,22 +579,12 @@ test("a client that goes away mid-stream: the upstream request is aborted and th
   const before = openai.requests.length;
   await new Promise<void>((resolve, reject) => {
     const payload = Buffer.from(JSON.stringify(chat(FAKE_MODELS.hang, { stream: true })));
-    const req = httpRequest(
-      {
-        host: "127.0.0.1",
-        port: relay.port,
-        path: "/v1/chat/completions",
-        method: "POST",
-        agent: proxiedAgent(A.addr),
-        headers: { authorization: `Bearer ${A.key}`, "content-length": payload.length },
-      },
-      (res) => {
-        res.once("data", () => {
-          req.destroy();
-          resolve();
-        });
-      },
-    );
+    const req = openChatRequest({ "content-length": payload.length }, (res) => {
+      res.once("data", () => {
+        req.destroy();
+        resolve();
+      });
+    });
     req.on("error", () => {});
     req.on("close", () => resolve());
     setTimeout(() => reject(new Error("no first chunk")), 5_000);
