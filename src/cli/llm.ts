@@ -37,20 +37,30 @@ async function readKeyFile(path: string): Promise<string> {
   return key;
 }
 
+/** `clawkeep llm <name> <tenant>`: calls `method` on the tenant's /llm route and prints the LlmView it answers. */
+function llmViewCommand(llm: Command, name: string, description: string, method: "GET" | "DELETE"): void {
+  llm
+    .command(`${name} <tenant>`)
+    .description(description)
+    .addOption(jsonOpt())
+    .action(async (tenant: string, opts: Out, cmd: Command) => {
+      const v = await client(cmd).call<LlmView>(method, tenantPath(tenant, "/llm"));
+      print(opts, v, () => describeLlm(v));
+    });
+}
+
 /**
  * `clawkeep llm show|set-key|clear-key|rotate-key` and `clawkeep usage`: tenants' LLM access
  * through the relay, through the operator API on its unix socket.
  */
 export function registerLlmCommands(program: Command): void {
   const llm = program.command("llm").description("tenants' LLM access through the relay (operator)");
-  llm
-    .command("show <tenant>")
-    .description("a tenant's LLM plan, limits and provider (the platform's or its own; never a key)")
-    .addOption(jsonOpt())
-    .action(async (tenant: string, opts: Out, cmd: Command) => {
-      const v = await client(cmd).call<LlmView>("GET", tenantPath(tenant, "/llm"));
-      print(opts, v, () => describeLlm(v));
-    });
+  llmViewCommand(
+    llm,
+    "show",
+    "a tenant's LLM plan, limits and provider (the platform's or its own; never a key)",
+    "GET",
+  );
   llm
     .command("set-key <tenant>")
     .description(
@@ -78,14 +88,12 @@ export function registerLlmCommands(program: Command): void {
         print(opts, v, () => describeLlm(v));
       },
     );
-  llm
-    .command("clear-key <tenant>")
-    .description("remove a tenant's own provider key: back to the platform's provider")
-    .addOption(jsonOpt())
-    .action(async (tenant: string, opts: Out, cmd: Command) => {
-      const v = await client(cmd).call<LlmView>("DELETE", tenantPath(tenant, "/llm"));
-      print(opts, v, () => describeLlm(v));
-    });
+  llmViewCommand(
+    llm,
+    "clear-key",
+    "remove a tenant's own provider key: back to the platform's provider",
+    "DELETE",
+  );
   llm
     .command("rotate-key <tenant>")
     .description(
