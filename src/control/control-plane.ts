@@ -8,7 +8,7 @@ import type { TenantStore } from "../store/tenants.ts";
 import { type InstanceSpecs, instanceSpecs } from "./instance-spec.ts";
 import { LlmService } from "./llm.ts";
 import { Reconciler, type ReconcilerOptions } from "./reconciler.ts";
-import { type EgressReader, TenantService } from "./tenants.ts";
+import { TenantService, type TenantViewSources } from "./tenants.ts";
 
 /** How the reconciler paces its work (settings in production, short intervals in tests). */
 export type ReconcilerTuning = Pick<
@@ -16,7 +16,8 @@ export type ReconcilerTuning = Pick<
   "startConcurrency" | "startAttempts" | "readyTimeoutMs" | "intervalMs" | "backoffBaseMs" | "backoffMaxMs"
 >;
 
-export interface ControlPlaneOptions {
+/** The edge's and the egress proxy's views (TenantViewSources) go to the tenant service as given. */
+export interface ControlPlaneOptions extends TenantViewSources {
   store: TenantStore;
   driver: RuntimeDriver;
   kms: KeyService;
@@ -31,12 +32,6 @@ export interface ControlPlaneOptions {
   clock?: () => number;
   /** The origin browsers reach a tenant at through the edge (a Control UI origin). */
   publicOrigin?: (name: string) => string | undefined;
-  /** The tenant's https URL through the edge, when an edge runs. */
-  publicUrl?: (name: string) => string | null;
-  /** The CA clients must trust for the edge's certificate, when the edge made its own. */
-  caFile?: () => string | null;
-  /** The egress proxy's view, when tenants' egress goes through one. */
-  egress?: () => EgressReader | null;
   /**
    * Told after any tenant's actual state changes (the edge re-routes on it) and after a tenant
    * got its first LLM relay key at its start (the relay must learn it).

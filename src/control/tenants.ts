@@ -108,6 +108,16 @@ function newSecretToken(prefix: string): string {
   return `${prefix}${randomBytes(32).toString("base64url")}`;
 }
 
+/** What tenants' views read from the parts of the platform that may not run: the edge, the egress proxy. */
+export interface TenantViewSources {
+  /** The tenant's https URL through the edge, when an edge runs. */
+  publicUrl?: (name: string) => string | null;
+  /** The CA clients must trust for the edge's certificate, when the edge made its own. */
+  caFile?: () => string | null;
+  /** The egress proxy's view, when tenants' egress goes through one. */
+  egress?: () => EgressReader | null;
+}
+
 /**
  * The use cases of the tenant API. Routes parse and map; this class checks who may do what,
  * writes the store in one transaction per change, and tells the reconciler.
@@ -123,13 +133,7 @@ export class TenantService {
       specs: InstanceSpecs;
       maxSlots: number;
       clock?: () => number;
-      /** The tenant's https URL through the edge, when an edge runs. */
-      publicUrl?: (name: string) => string | null;
-      /** The CA clients must trust for the edge's certificate, when the edge made its own. */
-      caFile?: () => string | null;
-      /** The egress proxy's view, when tenants' egress goes through one. */
-      egress?: () => EgressReader | null;
-    },
+    } & TenantViewSources,
   ) {}
 
   #now(): number {
