@@ -91,7 +91,7 @@ export class UsagePersister {
     await this.flush().catch((err: unknown) =>
       this.#o.log.warn(
         { err },
-        "last LLM usage drain failed: the relay keeps it until the next control plane",
+        "last LLM usage drain failed: what the relay counted since the previous drain is lost when it stops with the control plane",
       ),
     );
   }
