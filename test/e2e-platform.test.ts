@@ -449,6 +449,7 @@ test("a tenant's own egress allowlist reaches the proxy at once, for that tenant
   const proxy = `http://198.19.0.1:${settings.egress.port}`;
   // From inside the pool as each tenant (its uid, so its own source address), through the proxy.
   const tryHost = async (name: string) => {
+    let failed = "";
     await pools
       .exec(name, [
         "/usr/bin/curl",
@@ -461,9 +462,17 @@ test("a tenant's own egress allowlist reaches the proxy at once, for that tenant
         proxy,
         "http://allowed.test/",
       ])
-      .catch(() => "");
+      .catch((err: unknown) => {
+        // curl exits non-zero where the proxy refuses to connect onward; its log says why.
+        failed = (err as Error).message;
+      });
     const view = await egressOf(name);
-    return view.log.filter((e) => e.host === "allowed.test").at(-1)?.reason;
+    const reason = view.log.filter((e) => e.host === "allowed.test").at(-1)?.reason;
+    if (!reason)
+      console.error(
+        `no egress log entry for ${name}'s request (curl: ${failed || "ok"}); last entries: ${JSON.stringify(view.log.slice(-3))}`,
+      );
+    return reason;
   };
   // Control: not on anyone's list, so the proxy refuses it before resolving it.
   assert.equal(await tryHost("alice"), "not-allowlisted");

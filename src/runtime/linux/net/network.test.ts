@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { execFile } from "../../../lib/exec.ts";
 import {
+  bridgeMac,
   DEFAULT_NETWORK,
   ensureBridge,
   hostIf,
@@ -107,6 +108,63 @@ test("the bridge refuses a tenants' range another interface already routes (it w
     await ensureBridge(c);
     const addrs = await execFile(["ip", "-4", "-o", "addr", "show", "dev", c.bridge]);
     assert.match(addrs, /10\.77\.0\.1\/16/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test("the bridge keeps its own MAC address when a port leaves (tenants' ARP entries for the host stay true); a bridge without one follows its ports", {
+  skip: process.getuid?.() !== 0 ? "needs root to add interfaces" : false,
+}, async () => {
+  const c: NetworkConfig = {
+    ...DEFAULT_NETWORK,
+    bridge: "ckmbr0",
+    prefix16: "10.76",
+    table: "clawkeep_mtest",
+  };
+  const plain = "ckm-plain0";
+  const mac = async (dev: string) =>
+    /link\/ether ([0-9a-f:]+)/.exec(await execFile(["ip", "-o", "link", "show", "dev", dev]))?.[1];
+  // A port whose MAC sorts below any bridge's, joined and removed as a tenant's veth is.
+  const withLowPort = async (bridge: string, fn: () => Promise<void>) => {
+    await execFile([
+      "ip",
+      "link",
+      "add",
+      "ckm-p0",
+      "address",
+      "00:00:5e:00:53:01",
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "ckm-p1",
+    ]);
+    await execFile(["ip", "link", "set", "ckm-p0", "master", bridge]);
+    await fn();
+    await execFile(["ip", "link", "del", "ckm-p0"]);
+  };
+  const cleanup = async () => {
+    for (const l of ["ckm-p0", plain]) await execFile(["ip", "link", "del", l]).catch(() => "");
+    await removeBridge(c).catch(() => {});
+  };
+  await cleanup();
+  try {
+    assert.match(bridgeMac("ckbr0"), /^02(:[0-9a-f]{2}){5}$/, "locally administered, unicast");
+    assert.equal(bridgeMac("ckbr0"), bridgeMac("ckbr0"), "the same across restarts");
+    assert.notEqual(bridgeMac("ckbr0"), bridgeMac(c.bridge));
+    await ensureBridge(c);
+    assert.equal(await mac(c.bridge), bridgeMac(c.bridge));
+    await withLowPort(c.bridge, async () => assert.equal(await mac(c.bridge), bridgeMac(c.bridge)));
+    assert.equal(await mac(c.bridge), bridgeMac(c.bridge), "unchanged after the port left");
+    // Control: a bridge without an address of its own takes the low port's, and loses it with it.
+    await execFile(["ip", "link", "add", plain, "type", "bridge"]);
+    let during: string | undefined;
+    await withLowPort(plain, async () => {
+      during = await mac(plain);
+    });
+    assert.equal(during, "00:00:5e:00:53:01");
+    assert.notEqual(await mac(plain), during, "the plain bridge's address changed when the port left");
   } finally {
     await cleanup();
   }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { ClawkeepError } from "../../../core/errors.ts";
 import { execFile } from "../../../lib/exec.ts";
 
@@ -263,12 +264,27 @@ export async function checkRangeFree(c: NetworkConfig): Promise<void> {
  * Creates the host bridge with the host's address in the tenants' range. Idempotent. Refuses a
  * range another interface already has (checkRangeFree).
  */
+/**
+ * The bridge's own MAC address: locally administered, unicast, derived from its name, so it is the
+ * same across control plane restarts. Without one of its own a Linux bridge takes the lowest MAC
+ * of its ports, and changes it when that port leaves: every tenant's ARP entry for the host then
+ * points nowhere, and their new connections to the egress proxy (and so the LLM relay) hang until
+ * it expires (seen: a Premium tenant's delete cut a Starter neighbour off for more than 10 s). Pure.
+ */
+export function bridgeMac(bridge: string): string {
+  const h = createHash("sha256").update(`clawkeep-bridge:${bridge}`).digest();
+  const bytes = [0x02, h[0]!, h[1]!, h[2]!, h[3]!, h[4]!];
+  return bytes.map((b) => b.toString(16).padStart(2, "0")).join(":");
+}
+
 export async function ensureBridge(c: NetworkConfig): Promise<void> {
   checkConfig(c);
   await checkRangeFree(c);
   if (!(await linkExists(c.bridge))) {
     await execFile(["ip", "link", "add", c.bridge, "type", "bridge"]);
   }
+  // Set even on a bridge that exists (an earlier version's): once set, it no longer follows its ports.
+  await execFile(["ip", "link", "set", c.bridge, "address", bridgeMac(c.bridge)]);
   await execFile(["ip", "addr", "replace", `${hostAddress(c)}/16`, "dev", c.bridge]);
   await execFile(["ip", "addr", "replace", `${edgeAddress(c)}/16`, "dev", c.bridge]);
   await execFile(["ip", "link", "set", c.bridge, "up"]);
