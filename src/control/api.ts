@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
 import type { Logger } from "pino";
-import { ERROR_CODES } from "../core/errors.ts";
+import { ClawkeepError, ERROR_CODES } from "../core/errors.ts";
 import { TENANT_NAME_MAX, TENANT_NAME_RE, TIERS } from "../core/tenant.ts";
 import { LOCAL_MODEL_STATES } from "../llm/model-server/status.ts";
 import { MODEL_ID_RE } from "../llm/model-server/verify.ts";
@@ -10,6 +11,9 @@ import type { LlmService } from "./llm.ts";
 import type { ModelService } from "./models.ts";
 import type { PoolService } from "./pools.ts";
 import type { Principal, TenantService } from "./tenants.ts";
+
+/** The largest request body either API reads: every body they take is a small JSON document. */
+export const MAX_BODY_BYTES = 64 * 1024;
 
 /**
  * The HTTP API. One app definition, served twice: `public` on TCP for tenants (each call
@@ -245,6 +249,25 @@ export function createApi(opts: {
   });
   app.notFound((c) => c.json(errorBody("not_found", `no route for ${c.req.method} ${c.req.path}`), 404));
 
+  // Every request body the APIs take is a small JSON document: a larger one is refused before it
+  // is read (by its length), or as soon as it passes the limit (a body sent without one).
+  app.use(
+    "/v1/*",
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) =>
+        sendError(
+          c,
+          new ClawkeepError(
+            "payload_too_large",
+            `request bodies are limited to ${MAX_BODY_BYTES / 1024} KiB`,
+            {
+              details: { limitBytes: MAX_BODY_BYTES },
+            },
+          ),
+        ),
+    }),
+  );
   app.use("/v1/*", async (c, next) => {
     if (mode === "admin") {
       c.set("principal", { kind: "operator" });

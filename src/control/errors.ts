@@ -15,6 +15,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   unknown_tier: 400,
   unknown_field: 400,
   malformed_json: 400,
+  payload_too_large: 413,
   name_taken: 409,
   not_found: 404,
   unauthorized: 401,

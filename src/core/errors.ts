@@ -8,6 +8,7 @@ export const ERROR_CODES = {
   unknown_tier: { retryable: false },
   unknown_field: { retryable: false },
   malformed_json: { retryable: false },
+  payload_too_large: { retryable: false },
   name_taken: { retryable: false },
   not_found: { retryable: false },
   unauthorized: { retryable: false },

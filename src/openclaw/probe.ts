@@ -2,10 +2,17 @@ import { ClawkeepError } from "../core/errors.ts";
 
 export type ProbeResult = { ok: true } | { ok: false; reason: string };
 
-/** One GET of a gateway health path; never throws. */
+/**
+ * One GET of a gateway health path; never throws. Redirects are not followed: the gateway is the
+ * tenant's, and the control plane probes as root from the host's namespace, so a redirect it
+ * followed would make the platform fetch whatever the tenant names (a 3xx is "not ready").
+ */
 export async function probe(url: string, path = "/readyz", timeoutMs = 2000): Promise<ProbeResult> {
   try {
-    const res = await fetch(new URL(path, url), { signal: AbortSignal.timeout(timeoutMs) });
+    const res = await fetch(new URL(path, url), {
+      signal: AbortSignal.timeout(timeoutMs),
+      redirect: "manual",
+    });
     await res.body?.cancel();
     return res.status === 200 ? { ok: true } : { ok: false, reason: `${path} answered ${res.status}` };
   } catch (err) {
