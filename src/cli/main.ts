@@ -299,7 +299,7 @@ export function buildCli(): Command {
         {
           suspend: "stop the gateway, keep the data",
           resume: "start a suspended or failed tenant again",
-          restart: "retry a failed tenant's start",
+          restart: "restart the gateway (a running one is stopped and started again; a failed one retried)",
           subscribe: "mark the tenant as paying: the trial no longer suspends it",
         }[action],
       )

@@ -339,9 +339,14 @@ export function createApi(opts: {
         },
         responses: { 200: json(Tenant, "the tenant after the change"), 404: errors[404] },
       }),
-      (c) => {
+      async (c) => {
         const { name, action } = c.req.valid("param");
-        return c.json(tenants.view(tenants.setDesired(c.get("principal"), name, action)), 200);
+        const principal = c.get("principal");
+        const t =
+          action === "restart"
+            ? await tenants.restart(principal, name)
+            : tenants.setDesired(principal, name, action);
+        return c.json(tenants.view(t), 200);
       },
     );
   }

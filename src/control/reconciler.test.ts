@@ -348,3 +348,35 @@ test("a restarted control plane settles the running gateways it adopts", async (
     await d.closeAll();
   }
 });
+
+test("the operator's restart of a running tenant stops its gateway and the reconciler starts a new one (control: re-marking it pending alone keeps the same process)", async () => {
+  await withPlane({}, async (cp) => {
+    await cp.tenants.create({ name: "again", tier: "starter" });
+    await cp.reconciler.start();
+    await eventually(() => cp.store.get("again")?.actual === "running", 5000, "again running");
+    const d = cp.driver as FakeDriver;
+    const first = (await d.status("again")).pid;
+    assert.ok(first);
+
+    // Control: what restart did before, marking the tenant pending, starts nothing new.
+    cp.tenants.setDesired({ kind: "operator" }, "again", "restart");
+    await cp.reconciler.idle();
+    await eventually(() => cp.store.get("again")?.actual === "running", 5000, "again running");
+    assert.equal((await d.status("again")).pid, first, "the same process: nothing was restarted");
+
+    const stops = d.count("stop", "again");
+    const res = await cp.adminApi.request("/v1/tenants/again/restart", { method: "POST" });
+    assert.equal(res.status, 200, await res.clone().text());
+    await eventually(() => cp.store.get("again")?.actual === "running", 5000, "again running after restart");
+    assert.equal(d.count("stop", "again"), stops + 1, "the running gateway was stopped");
+    assert.notEqual((await d.status("again")).pid, first, "a new gateway process");
+    assert.ok(cp.store.events(cp.store.get("again")!.id).some((e) => e.type === "restart"));
+    // A tenant cannot restart itself through the public API (operator only).
+    const token = (await cp.tenants.create({ name: "self", tier: "starter" })).apiToken;
+    const own = await cp.publicApi.request("/v1/tenants/self/restart", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+    });
+    assert.ok(own.status === 403 || own.status === 404, `public restart: ${own.status}`);
+  });
+});

@@ -2,6 +2,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { AuthError, ClawkeepError, ConflictError, NotFoundError } from "../core/errors.ts";
 import { type PlanLimits, planFor, planLimits } from "../core/plans.ts";
 import {
+  effectiveDesired,
   newTenant,
   parseNewTenantName,
   parseTenantName,
@@ -255,6 +256,23 @@ export class TenantService {
   /** The CA file for the edge's certificate (null with an operator's own certificate or no edge). */
   caFile(): string | null {
     return this.deps.caFile?.() ?? null;
+  }
+
+  /**
+   * Restarts the tenant's gateway (operator only): a running one is stopped, one operation on the
+   * tenant at a time, and the reconciler starts it again through the start queue; a failed or
+   * stopped one is simply started again. Data and tokens are kept.
+   */
+  async restart(principal: Principal, name: string): Promise<Tenant> {
+    const t = this.setDesired(principal, name, "restart");
+    const { driver, reconciler, store } = this.deps;
+    if (effectiveDesired(t, this.#now()).state !== "running") return t;
+    await reconciler.exclusive(t.id, async (signal) => {
+      if ((await driver.status(t.name, signal)).state !== "running") return;
+      await driver.stop(t.name, signal);
+      store.setActual(t.id, "pending", "restart requested by the operator", this.#now());
+    });
+    return store.get(name) ?? t;
   }
 
   /** Operator actions that change what the tenant's instance should be doing. */
