@@ -28,8 +28,8 @@ import { ensurePrivateDir } from "./store.ts";
  *   POST   /v1/starter/rotate-kek             -> StarterRotation
  *   GET    /v1/audit?tenant=&limit=           -> {"entries": AuditEntry[]}
  *
- * Callers are identified by SO_PEERCRED (uid, pid) where it can be read; a uid not in allowedUids
- * gets 403 even if the socket's permissions were loosened. The socket, its directory, the stale
+ * Callers are identified by SO_PEERCRED (uid, pid); a uid not in allowedUids gets 403 even if the
+ * socket's permissions were loosened, and so does a caller whose uid cannot be read (fail closed). The socket, its directory, the stale
  * socket check and the peer check are the service kit's (src/service/socket-server.ts).
  */
 

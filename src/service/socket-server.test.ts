@@ -100,6 +100,34 @@ test("a uid outside allowedUids gets 403 with a typed error body; an allowed uid
   }
 });
 
+test("with an allow-list, a caller whose credentials cannot be read is refused (fails closed); one that can be read and is allowed gets through", async () => {
+  const me = process.getuid?.() ?? 0;
+  const unreadable = await serveSocket({
+    service: "the test service",
+    socket: socketIn(),
+    handler: hello,
+    allowedUids: [me],
+    readPeer: async () => null,
+  });
+  const readable = await serveSocket({
+    service: "the test service",
+    socket: socketIn(),
+    handler: hello,
+    allowedUids: [me],
+    readPeer: async () => ({ uid: me, gid: me, pid: process.pid }),
+  });
+  try {
+    const r = await client(unreadable.socket).request({ method: "GET", path: "/" });
+    assert.equal(r.status, 403);
+    assert.match(JSON.parse(r.body.toString()).error.message, /cannot be read \(SO_PEERCRED\)/);
+    const ok = await client(readable.socket).request({ method: "GET", path: "/" });
+    assert.equal(ok.status, 200, "control: the same caller, readable and allowed, is served");
+  } finally {
+    await unreadable.close();
+    await readable.close();
+  }
+});
+
 test("close() lets a call in flight finish; drainMs 0 cuts it", async () => {
   const slow: SocketHandler = async (_req, res) => {
     await new Promise((r) => setTimeout(r, 200));

@@ -1,6 +1,6 @@
 import { chmod, lstat, mkdir, rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { dirname } from "node:path";
 import { ServiceError } from "./errors.ts";
 import { type PeerCredentials, peerCredentials, peerCredentialsAvailable } from "./peer.ts";
@@ -24,10 +24,13 @@ export interface SocketServerOptions {
   handler: SocketHandler;
   /**
    * When set, a caller whose uid (SO_PEERCRED) is not in the list gets 403 even if the socket's
-   * permissions were loosened. Callers whose credentials cannot be read are let through (the
-   * socket's mode still applies). Unset: no uid check.
+   * permissions were loosened, and so does a caller whose credentials cannot be read: the check
+   * fails closed (a service that asked for it is never open to an unknown caller). Unset: no uid
+   * check.
    */
   allowedUids?: readonly number[];
+  /** Reads a connection's peer credentials (default SO_PEERCRED through koffi). For tests. */
+  readPeer?: (socket: Socket) => Promise<PeerCredentials | null>;
   /**
    * Called before a caller is refused; returns the fields of the 403's error body (default
    * `{code: "forbidden", message}`). The key service records the refusal in its audit log here.
@@ -234,6 +237,14 @@ export async function serveSocket(opts: SocketServerOptions): Promise<SocketServ
     res.setHeader("connection", "close");
     sendError(res, 403, body);
   };
+  const refuseUnknown = (req: IncomingMessage, res: ServerResponse) => {
+    req.resume();
+    res.setHeader("connection", "close");
+    sendError(res, 403, {
+      code: "forbidden",
+      message: `the caller's uid cannot be read (SO_PEERCRED), so ${opts.service} does not serve it`,
+    });
+  };
   const onError =
     opts.onError ??
     ((_err: unknown, _req: IncomingMessage, res: ServerResponse) =>
@@ -243,8 +254,9 @@ export async function serveSocket(opts: SocketServerOptions): Promise<SocketServ
     void (async () => {
       try {
         if (allowed) {
-          const caller = await peerCredentials(req.socket);
-          if (caller && !allowed.has(caller.uid)) return await refuse(caller, req, res);
+          const caller = await (opts.readPeer ?? peerCredentials)(req.socket);
+          if (!caller) return refuseUnknown(req, res);
+          if (!allowed.has(caller.uid)) return await refuse(caller, req, res);
         }
         await opts.handler(req, res);
       } catch (err) {
