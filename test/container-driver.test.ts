@@ -430,7 +430,7 @@ describe("container sandboxes", { skip }, () => {
     );
     const changes: string[] = [];
     const whys: string[] = [];
-    // As the control plane wires it (control/sandbox.ts): its 1 s interval and 5-interval spin
+    // As the control plane wires it (runtime/sandbox.ts): its 1 s interval and 5-interval spin
     // window, longer than an idle gateway's own bursts (B has them too); a shorter calm window.
     const guard = new CpuGuard({
       targets: () => scanTenantCgroups({ cpuRoot: cpuControllerRoot(), containersParent: "clawkeep-test" }),
